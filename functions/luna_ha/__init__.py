@@ -1,0 +1,1 @@
+"""Luna HSM HA groups as code."""

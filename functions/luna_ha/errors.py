@@ -1,0 +1,84 @@
+"""The project's exceptions: one root, subclasses a user can act on.
+
+Every message is safe to show: no exception built here ever carries a secret value.
+"""
+
+from __future__ import annotations
+
+
+class LunaHAError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class SpecError(LunaHAError):
+    """A property (resource property or CLI file key) is missing or invalid.
+
+    ``prop`` is the property path as the user wrote it, e.g. ``Appliances[1].Host``.
+    """
+
+    def __init__(self, prop: str, problem: str) -> None:
+        self.prop = prop
+        self.problem = problem
+        super().__init__(f"Property {prop}: {problem}")
+
+
+class CommandBuildError(LunaHAError):
+    """A value cannot be placed safely on a lunash command line."""
+
+
+class SecretError(LunaHAError):
+    """A Secrets Manager secret cannot be read or does not have the expected shape."""
+
+
+class StoreError(LunaHAError):
+    """Parameter Store could not be read or written."""
+
+
+class ClientToolError(LunaHAError):
+    """A Luna client tool (vtl, lunacm) failed on an ASG member."""
+
+
+class DeadlineExceeded(LunaHAError):
+    """The run's deadline arrived before all steps were done; a re-run converges the rest."""
+
+
+class ApplianceError(LunaHAError):
+    """Something went wrong on one appliance; names the appliance and the step."""
+
+    def __init__(self, host: str, step: str, problem: str) -> None:
+        self.host = host
+        self.step = step
+        self.problem = problem
+        super().__init__(f"Appliance {host}, step '{step}': {problem}")
+
+
+class ConnectFailed(ApplianceError):
+    """TCP connection refused, unreachable, or the SSH handshake failed."""
+
+
+class HostKeyMismatch(ApplianceError):
+    """The appliance presented a host key other than the pinned one."""
+
+
+class AuthenticationFailed(ApplianceError):
+    """The manager credentials were rejected."""
+
+
+class CommandFailed(ApplianceError):
+    """A lunash command ended with a non-zero Command Result or Error: lines."""
+
+
+class CommandTimeout(ApplianceError):
+    """No prompt (or no expected text) arrived in time."""
+
+
+class ConnectionLost(ApplianceError):
+    """The SSH session closed in the middle of a step."""
+
+
+class UnexpectedPrompt(ApplianceError):
+    """lunash asked a question that automation never answers blindly."""
+
+
+class ZeroizationGuard(ApplianceError):
+    """Logging in as HSM Admin is refused because a failure could zeroize the HSM."""
