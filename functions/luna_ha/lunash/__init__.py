@@ -1,0 +1,1 @@
+"""The lunash dialect: command builders, prompt/result patterns and pure output parsers."""
