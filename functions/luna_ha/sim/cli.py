@@ -1,0 +1,96 @@
+"""``luna-ha simulate``: run simulated Luna SA appliances on 127.0.0.1 until Ctrl-C.
+
+Prints, per appliance, what a group file needs (host, port, host key line, fingerprint) and the
+simulator's own generated credentials (manager password; HSM Admin password and cloning domain of
+an initialized HSM). Printing them is the point of this local test tool; nothing else does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import TextIO
+
+from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="luna-ha simulate", description="Run simulated Luna SA 5.x appliances on 127.0.0.1 until Ctrl-C."
+    )
+    parser.add_argument("-n", "--count", type=int, default=1, help="number of appliances (1-64, default 1)")
+    parser.add_argument(
+        "--port-base", type=int, help="appliance i listens on PORT_BASE+i (default: ephemeral)"
+    )
+    parser.add_argument(
+        "--zeroized", action="store_true", help="start with zeroized HSMs (default: initialized)"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, metavar="SECONDS", help="delay of every command"
+    )
+    parser.add_argument("--dialect", choices=("5.1", "5.4", "6.2"), default="5.4", help="appliance software")
+    return parser
+
+
+def describe(appliance: SimulatedAppliance, index: int) -> str:
+    state = appliance.state
+    status = "zeroized" if state.zeroized else f"initialized, label {state.label}"
+    lines = [
+        f"[{index}] {appliance.hostname}  (HSM serial {state.serial}, {status})",
+        f"    host:         {appliance.host}",
+        f"    port:         {appliance.port}",
+        f"    host key:     {appliance.host_key_line}",
+        f"    fingerprint:  {appliance.host_key_fingerprint}",
+        f"    username:     {appliance.username}",
+        f"    password:     {appliance.password}",
+    ]
+    if not state.zeroized:
+        lines += [
+            f"    HSM Admin password: {state.admin_password}",
+            f"    cloning domain:     {state.domain}",
+        ]
+    return "\n".join(lines)
+
+
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C (replaced in tests)."""
+    threading.Event().wait()
+
+
+def simulate_main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Run the simulator; returns the exit status (2 for bad arguments, as argparse does)."""
+    out = out or sys.stdout
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not 1 <= args.count <= 64:
+            parser.error("--count must be between 1 and 64")
+        if args.latency < 0:
+            parser.error("--latency must not be negative")
+        if args.port_base is not None and not 1 <= args.port_base <= 65535 - args.count:
+            parser.error("--port-base leaves no room for the appliances")
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    try:
+        appliances = start_appliances(
+            args.count,
+            port_base=args.port_base,
+            initialized=not args.zeroized,
+            default_latency=args.latency,
+            dialect=args.dialect,
+        )
+    except OSError as problem:
+        print(f"luna-ha simulate: cannot listen: {problem}", file=sys.stderr)
+        return 1
+    try:
+        print("Simulated Luna SA appliances on 127.0.0.1 (Ctrl-C to stop):\n", file=out)
+        for index, appliance in enumerate(appliances, 1):
+            print(describe(appliance, index) + "\n", file=out)
+        out.flush()
+        wait_for_interrupt()
+    except KeyboardInterrupt:
+        print("Stopping.", file=out)
+    finally:
+        stop_appliances(appliances)
+    return 0

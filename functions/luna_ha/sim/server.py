@@ -1,0 +1,487 @@
+"""A simulated Luna SA appliance reachable over SSH on 127.0.0.1 (paramiko server).
+
+    with SimulatedAppliance(initialized=True) as hsm:
+        ...connect to hsm.host:hsm.port as hsm.username / hsm.password, pin hsm.host_key_line...
+
+* One thread accepts, one thread per connection, one per channel; all are daemon threads and
+  ``stop()`` closes every connection and abandons every hanging command (it does not run), so
+  nothing blocks process exit.
+  ``TCP_NODELAY`` on every accepted socket; paramiko's server-side logging goes to the silenced
+  ``luna_ha.sim.transport`` logger.
+* Host key: a generated ed25519 key (plus an RSA 2048 key with ``rsa_host_key=True``).
+  Authentication: user ``manager`` (by default) with a generated random password, and the
+  ``authorized_key`` (an OpenSSH public key line) when given.
+* ``session`` channels only. A shell request gets an interactive lunash: ``ShellSession`` behind
+  a ``ShellTerminal`` (echo, line editing, faults, latency); without a PTY it works the same
+  without echo (commands piped on stdin). The shell's exit status is 0.
+* exec: ``scp -t <name>`` / ``scp -f <name>`` run the legacy SCP protocol against the home
+  directory (``scp.py``); uploads are journaled as mutating. Any other exec request (a lunash
+  command) is refused: ``Error:  Command execution over SSH exec is not supported by this appliance;
+  use an interactive shell.`` on stderr and exit status 1 — whether Luna SA 5.x accepts exec is
+  unknown, and the project's automation never relies on it. No subsystems (no SFTP).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hmac
+import ipaddress
+import logging
+import secrets
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import paramiko
+from paramiko.common import (
+    AUTH_FAILED,
+    AUTH_SUCCESSFUL,
+    OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED,
+    OPEN_SUCCEEDED,
+)
+
+from luna_ha.sim.appliance import CommandLine, ShellSession
+from luna_ha.sim.faults import Faults
+from luna_ha.sim.journal import Journal
+from luna_ha.sim.keys import key_fingerprint, key_line, make_ed25519_host_key, make_rsa_host_key
+from luna_ha.sim.scp import ScpError, parse_scp_command, serve_download, serve_upload
+from luna_ha.sim.state import DEFAULT_DIALECT, ApplianceState, KeyType
+from luna_ha.sim.terminal import ShellTerminal, pty_echo
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_USERNAME = "manager"
+TRANSPORT_LOG = "luna_ha.sim.transport"
+EXEC_REFUSED = (
+    "Error:  Command execution over SSH exec is not supported by this appliance; "
+    "use an interactive shell.\r\n"
+)
+_REQUEST_TIMEOUT = 10.0
+
+_transport_log = logging.getLogger(TRANSPORT_LOG)
+_transport_log.setLevel(logging.CRITICAL + 1)
+_transport_log.propagate = False
+
+
+@dataclass
+class _ChannelRequest:
+    pty: bool = False
+    echo: bool = True
+    kind: str | None = None
+    command: str = ""
+    ready: threading.Event = field(default_factory=threading.Event)
+
+
+class _SshHandler(paramiko.ServerInterface):
+    """paramiko callbacks of one connection; requests are kept per channel id."""
+
+    def __init__(self, appliance: SimulatedAppliance) -> None:
+        self._appliance = appliance
+        self._lock = threading.Lock()
+        self._requests: dict[int, _ChannelRequest] = {}
+
+    def request(self, chanid: int) -> _ChannelRequest:
+        with self._lock:
+            return self._requests.setdefault(chanid, _ChannelRequest())
+
+    def get_allowed_auths(self, username: str) -> str:
+        return "password,publickey" if self._appliance.authorized_key else "password"
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        a = self._appliance
+        ok = hmac.compare_digest(username.encode(), a.username.encode()) & hmac.compare_digest(
+            password.encode(), a.password.encode()
+        )
+        return AUTH_SUCCESSFUL if ok else AUTH_FAILED
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        wanted = self._appliance.authorized_key
+        if wanted and username == self._appliance.username:
+            name, blob = wanted.split()[:2]
+            if key.get_name() == name and hmac.compare_digest(key.asbytes(), base64.b64decode(blob)):
+                return AUTH_SUCCESSFUL
+        return AUTH_FAILED
+
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        if kind != "session":
+            return OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        self.request(chanid)
+        return OPEN_SUCCEEDED
+
+    def check_channel_pty_request(
+        self,
+        channel: paramiko.Channel,
+        term: bytes,
+        width: int,
+        height: int,
+        pixelwidth: int,
+        pixelheight: int,
+        modes: bytes,
+    ) -> bool:
+        request = self.request(channel.get_id())
+        request.pty, request.echo = True, pty_echo(modes)
+        return True
+
+    def check_channel_window_change_request(
+        self, channel: paramiko.Channel, width: int, height: int, pixelwidth: int, pixelheight: int
+    ) -> bool:
+        return True
+
+    def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
+        request = self.request(channel.get_id())
+        if request.kind is not None:
+            return False
+        request.kind = "shell"
+        request.ready.set()
+        return True
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        request = self.request(channel.get_id())
+        if request.kind is not None:
+            return False
+        request.kind, request.command = "exec", command.decode(errors="replace")
+        request.ready.set()
+        return True
+
+    def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
+        return False
+
+
+class SimulatedAppliance:
+    """One simulated Luna SA appliance: state, journal, faults, and an SSH server on loopback
+    (127.0.0.1 unless ``host`` names another 127.x.y.z address)."""
+
+    def __init__(
+        self,
+        *,
+        hostname: str = "luna-sa",
+        serial: str | None = None,
+        host: str = LOOPBACK,
+        port: int = 0,
+        username: str = DEFAULT_USERNAME,
+        password: str | None = None,
+        authorized_key: str | None = None,
+        rsa_host_key: bool = False,
+        initialized: bool = False,
+        label: str | None = None,
+        admin_password: str | None = None,
+        domain: str | None = None,
+        dialect: str = DEFAULT_DIALECT,
+        key_type: KeyType = "rsa",
+        latency: Mapping[str, float] | None = None,
+        default_latency: float = 0.0,
+    ) -> None:
+        if initialized:
+            admin_password = admin_password or secrets.token_urlsafe(12)
+            domain = domain or secrets.token_urlsafe(12)
+        address = ipaddress.ip_address(host)
+        if address.version != 4 or not address.is_loopback:
+            raise ValueError(f"the simulator listens on IPv4 loopback addresses only, not {host}")
+        self.hostname = hostname
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password or secrets.token_urlsafe(16)
+        self.authorized_key = authorized_key
+        self.state = ApplianceState.create(
+            hostname=hostname,
+            serial=serial or str(secrets.randbelow(900_000) + 100_000),
+            dialect=dialect,
+            key_type=key_type,
+            initialized=initialized,
+            label=label,
+            admin_password=admin_password,
+            domain=domain,
+        )
+        self.journal = Journal()
+        self.faults = Faults(latency, default_latency)
+        self.connections = 0
+        self.refused = 0
+        self._host_keys = [make_ed25519_host_key(), *([make_rsa_host_key()] if rsa_host_key else [])]
+        self._wrong_keys: list[paramiko.PKey] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+        self._transports: set[paramiko.Transport] = set()
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    @property
+    def host_key(self) -> paramiko.PKey:
+        return self._host_keys[0]
+
+    @property
+    def host_key_line(self) -> str:
+        return key_line(self.host_key)
+
+    @property
+    def host_key_fingerprint(self) -> str:
+        return key_fingerprint(self.host_key)
+
+    @property
+    def host_key_lines(self) -> list[str]:
+        return [key_line(k) for k in self._host_keys]
+
+    @property
+    def serial(self) -> str:
+        return self.state.serial
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> SimulatedAppliance:
+        if self._listener is not None:
+            return self
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((self.host, self.port))
+        except OSError:
+            listener.close()
+            raise
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        self._acceptor = threading.Thread(target=self._accept_loop, name=f"sim-{self.hostname}", daemon=True)
+        self._acceptor.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+        with self._lock:
+            transports = list(self._transports)
+        for transport in transports:
+            transport.close()
+        if self._acceptor is not None:
+            self._acceptor.join(timeout=2)
+
+    def __enter__(self) -> SimulatedAppliance:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- connections ------------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._stopping.is_set():
+                sock.close()
+                return
+            if self.faults.refusing:
+                with self._lock:
+                    self.refused += 1
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self.connections += 1
+                number = self.connections
+            threading.Thread(
+                target=self._serve_connection,
+                args=(sock, number),
+                name=f"sim-{self.hostname}-{number}",
+                daemon=True,
+            ).start()
+
+    def _keys_to_present(self) -> list[paramiko.PKey]:
+        if not self.faults.host_key_wrong:
+            return self._host_keys
+        with self._lock:
+            if self._wrong_keys is None:
+                self._wrong_keys = [
+                    make_ed25519_host_key() if k.get_name() == "ssh-ed25519" else make_rsa_host_key()
+                    for k in self._host_keys
+                ]
+            return self._wrong_keys
+
+    def _serve_connection(self, sock: socket.socket, number: int) -> None:
+        transport = paramiko.Transport(sock)
+        transport.set_log_channel(TRANSPORT_LOG)
+        for key in self._keys_to_present():
+            transport.add_server_key(key)
+        handler = _SshHandler(self)
+        with self._lock:
+            self._transports.add(transport)
+        try:
+            transport.start_server(server=handler)
+            while transport.is_active() and not self._stopping.is_set():
+                channel = transport.accept(timeout=0.5)
+                if channel is not None:
+                    threading.Thread(
+                        target=self._serve_channel,
+                        args=(transport, channel, handler, f"{number}.{channel.get_id()}"),
+                        daemon=True,
+                    ).start()
+        except (paramiko.SSHException, OSError, EOFError):
+            pass
+        finally:
+            with self._lock:
+                self._transports.discard(transport)
+            transport.close()
+
+    def _serve_channel(
+        self, transport: paramiko.Transport, channel: paramiko.Channel, handler: _SshHandler, session_id: str
+    ) -> None:
+        request = handler.request(channel.get_id())
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            try:
+                if not request.ready.wait(_REQUEST_TIMEOUT):
+                    return
+                if request.kind == "shell":
+                    ShellTerminal(
+                        ShellSession(self.state, self.journal, session_id),
+                        transport,
+                        channel,
+                        echo=request.pty and request.echo,
+                        faults=self.faults,
+                        stopping=self._stopping,
+                    ).run()
+                    status = 0
+                else:
+                    status = self._run_exec(channel, request.command, session_id)
+                if transport.is_active() and not channel.closed:
+                    channel.send_exit_status(status)
+            finally:
+                channel.close()
+
+    def _run_exec(self, channel: paramiko.Channel, command: str, session_id: str) -> int:
+        try:
+            request = parse_scp_command(command)
+        except ScpError as problem:
+            channel.sendall(b"\x01" + str(problem).encode() + b"\n")
+            upload = any(w.startswith("-") and "t" in w for w in command.split()[1:])
+            self.journal.record(
+                session=session_id,
+                kind="scp",
+                line=command,
+                command="scp upload" if upload else None,
+                mutating=upload,
+                result=1,
+            )
+            return 1
+        if request is None:
+            line = CommandLine(command)
+            self.journal.record(
+                session=session_id,
+                kind="exec",
+                line=line.masked,
+                command=line.name,
+                mutating=line.command is not None and line.command.mutating,
+                auth=line.command is not None and line.command.auth,
+                result=1,
+            )
+            channel.sendall_stderr(EXEC_REFUSED.encode())
+            return 1
+        upload = request.direction == "upload"
+        seq = self.journal.record(
+            session=session_id, kind="scp", line=command, command=f"scp {request.direction}", mutating=upload
+        )
+        status = 0
+        try:
+            if upload:
+                serve_upload(channel, request, self._store_file)
+            else:
+                name = request.name or ""
+                with self.state.lock:
+                    data = self.state.files.get(name)
+                serve_download(channel, name, data)
+        except ScpError as problem:
+            with contextlib.suppress(OSError, EOFError):
+                channel.sendall(b"\x01" + str(problem).encode() + b"\n")
+            status = 1
+        self.journal.finish(seq, status)
+        return status
+
+    def _store_file(self, name: str, data: bytes) -> None:
+        with self.state.lock:
+            self.state.files[name] = data
+
+
+def _unique_serials(n: int) -> list[str]:
+    serials: set[str] = set()
+    while len(serials) < n:
+        serials.add(str(secrets.randbelow(900_000) + 100_000))
+    return sorted(serials)
+
+
+def start_appliances(
+    n: int, *, port_base: int | None = None, distinct_hosts: bool = False, **options: Any
+) -> list[SimulatedAppliance]:
+    """Start ``n`` appliances (hostnames ``luna-sim-01`` …, distinct serials) with the same options.
+
+    ``port_base`` gives appliance i the port ``port_base + i``; by default every port is ephemeral.
+    ``distinct_hosts`` puts appliance i on ``127.0.0.<i+1>`` (distinct Host values, all loopback).
+    If one cannot start, those already started are stopped and the error propagates.
+    """
+    if distinct_hosts and n > 254:
+        raise ValueError("distinct loopback hosts allow at most 254 appliances")
+    serials = _unique_serials(n)
+
+    def make(i: int) -> SimulatedAppliance:
+        kwargs = {"hostname": f"luna-sim-{i + 1:02d}", "serial": serials[i], **options}
+        if port_base is not None:
+            kwargs["port"] = port_base + i
+        if distinct_hosts:
+            kwargs["host"] = f"127.0.0.{i + 1}"
+        return SimulatedAppliance(**kwargs)
+
+    with ThreadPoolExecutor(max_workers=min(8, max(1, n))) as pool:
+        appliances = list(pool.map(make, range(n)))
+    started: list[SimulatedAppliance] = []
+    try:
+        for appliance in appliances:
+            started.append(appliance.start())
+    except BaseException:
+        stop_appliances(started)
+        raise
+    return started
+
+
+def stop_appliances(appliances: list[SimulatedAppliance]) -> None:
+    for appliance in appliances:
+        appliance.stop()
+
+
+@contextlib.contextmanager
+def running_appliances(n: int, **options: Any) -> Iterator[list[SimulatedAppliance]]:
+    """``start_appliances`` as a context manager; in a pytest fixture::
+
+    @pytest.fixture
+    def appliances() -> Iterator[list[SimulatedAppliance]]:
+        with running_appliances(16, initialized=True) as started:
+            yield started
+    """
+    appliances = start_appliances(n, **options)
+    try:
+        yield appliances
+    finally:
+        stop_appliances(appliances)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> bool:
+    """Poll ``predicate()`` until true or ``timeout``; for tests that observe server-side effects."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

@@ -1,0 +1,138 @@
+"""The terminal side of one interactive lunash shell over an SSH channel.
+
+Line editing as a PTY in canonical mode would do it: typed characters are echoed (``*`` while a
+password is asked; nothing when the client turned ECHO off or asked for no PTY), CR, LF or CRLF
+end a line, backspace edits, Ctrl-C ends the shell (as on the appliance), Ctrl-D on an empty line
+is ``exit``. Each line then passes the faults (drop, hang, fail) and, once a command has finished,
+its latency, before the ``ShellSession``'s output is sent.
+"""
+
+from __future__ import annotations
+
+import codecs
+import threading
+
+import paramiko
+
+from luna_ha.sim.appliance import ShellSession
+from luna_ha.sim.faults import Faults
+
+_TTY_OP_ECHO = 53
+
+
+def pty_echo(modes: bytes) -> bool:
+    """Whether the encoded terminal modes of a pty-req leave ECHO on (the default)."""
+    i = 0
+    while i < len(modes):
+        opcode = modes[i]
+        if opcode == 0 or opcode >= 160 or i + 5 > len(modes):
+            break
+        if opcode == _TTY_OP_ECHO:
+            return int.from_bytes(modes[i + 1 : i + 5], "big") != 0
+        i += 5
+    return True
+
+
+class ShellTerminal:
+    """The terminal side of one interactive shell: line editing, echo, faults, latency."""
+
+    def __init__(
+        self,
+        session: ShellSession,
+        transport: paramiko.Transport,
+        channel: paramiko.Channel,
+        *,
+        echo: bool,
+        faults: Faults,
+        stopping: threading.Event,
+    ) -> None:
+        self.session = session
+        self.transport = transport
+        self.channel = channel
+        self.echo = echo
+        self.faults = faults
+        self.stopping = stopping
+        self.ordinal = 0
+        self.current: str | None = None
+        self.buffer: list[str] = []
+
+    def send(self, text: str) -> None:
+        if text:
+            self.channel.sendall(text.encode())
+
+    def abandoned(self) -> bool:
+        return self.channel.closed or not self.transport.is_active() or self.stopping.is_set()
+
+    def run(self) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.send(self.session.greeting())
+        after_cr = False
+        while not self.session.closed:
+            data = self.channel.recv(4096)
+            if not data:
+                return
+            for char in decoder.decode(data):
+                if char == "\n" and after_cr:
+                    after_cr = False
+                    continue
+                after_cr = char == "\r"
+                if not self.key(char):
+                    return
+
+    def key(self, char: str) -> bool:
+        """Handle one typed character; False ends the shell."""
+        if char in "\r\n":
+            line = "".join(self.buffer)
+            self.buffer.clear()
+            if self.echo:
+                self.send("\r\n")
+            return self.line(line) and not self.session.closed
+        if char == "\x03":
+            return False
+        if char == "\x04" and not self.buffer:
+            self.line("exit")
+            return False
+        if char in "\x7f\x08":
+            if self.buffer:
+                self.buffer.pop()
+                if self.echo:
+                    self.send("\b \b")
+            return True
+        if char.isprintable() or char == "\t":
+            self.buffer.append(char)
+            if self.echo:
+                self.send("*" if self.session.awaiting_secret else char)
+        return True
+
+    def line(self, line: str) -> bool:
+        """Run one line through faults, the session and latency; False when the connection dropped."""
+        command = self.session.command_of(line)
+        action = None
+        if command is not None:
+            self.ordinal += 1
+            self.current = command
+            action = self.faults.on_command(command, self.ordinal)
+        if action is not None and action.kind == "drop" and not action.after_execute:
+            self.session.receive_only(line)
+            self.transport.close()
+            return False
+        if action is not None and action.kind == "hang":
+            assert action.hang is not None
+            if not action.hang.hold(self.abandoned):
+                self.session.receive_only(line)
+                return False
+        output = (
+            self.session.fail(line, action.message)
+            if action is not None and action.kind == "fail"
+            else self.session.feed(line)
+        )
+        if action is not None and action.kind == "drop":
+            self.transport.close()
+            return False
+        if not self.session.awaiting_answer and (command is not None or self.current is not None):
+            delay = self.faults.latency_for(self.current)
+            self.current = None
+            if delay > 0 and self.stopping.wait(delay):
+                return False
+        self.send(output)
+        return True
