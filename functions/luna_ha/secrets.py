@@ -1,0 +1,139 @@
+"""Secrets Manager adapter: the credentials of DESIGN §2, read through powertools' SecretsProvider.
+
+Passwords are never cached by the provider (``max_age=0``, ``force_fetch=True``): a rotated secret
+is seen on the next run. Within one run each secret is fetched once (a per-instance memo; build a
+new :class:`SecretReader` per run and drop it at the end).
+
+No secret value ever reaches a repr, a str or an exception message: the dataclasses hide their
+secret fields, and :class:`~luna_ha.errors.SecretError` names only the ARN, the key and the problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+from botocore.exceptions import ClientError
+
+from luna_ha.errors import SecretError
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
+
+
+@dataclass(frozen=True)
+class ManagerCredentials:
+    """Appliance ``admin``-shell login: a password, or a private key (optionally with a passphrase).
+
+    Both may be given; the SSH layer then tries the key first.
+    """
+
+    username: str
+    password: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class AdminSecret:
+    """HSM Admin (SO) password and the cloning domain."""
+
+    password: str = field(repr=False)
+    domain: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PartitionSecret:
+    """The partition password (the one secret ASG members may read)."""
+
+    password: str = field(repr=False)
+
+
+class SecretReader:
+    """Reads and checks the project's secrets. ``calls`` counts GetSecretValue calls."""
+
+    def __init__(self, client: SecretsManagerClient) -> None:
+        self._provider = SecretsProvider(boto3_client=client)
+        self._memo: dict[str, dict[str, Any]] = {}
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        return f"SecretReader(read={len(self._memo)})"
+
+    def manager_credentials(self, arn: str) -> ManagerCredentials:
+        """``{"username", "password"}`` or ``{"username", "private_key"[, "passphrase"]}``."""
+        data = self._read(arn)
+        username = _required(data, arn, "username")
+        password = _optional(data, arn, "password")
+        private_key = _optional(data, arn, "private_key")
+        passphrase = _optional(data, arn, "passphrase")
+        if password is None and private_key is None:
+            raise SecretError(f"Secret {arn}: key 'password' (or 'private_key') is missing")
+        if passphrase is not None and private_key is None:
+            raise SecretError(f"Secret {arn}: key 'passphrase' given without 'private_key'")
+        return ManagerCredentials(
+            username=username, password=password, private_key=private_key, passphrase=passphrase
+        )
+
+    def admin_secret(self, arn: str) -> AdminSecret:
+        """``{"password", "domain"}``."""
+        data = self._read(arn)
+        return AdminSecret(password=_required(data, arn, "password"), domain=_required(data, arn, "domain"))
+
+    def partition_secret(self, arn: str) -> PartitionSecret:
+        """``{"password"}``."""
+        return PartitionSecret(password=_required(self._read(arn), arn, "password"))
+
+    def _read(self, arn: str) -> dict[str, Any]:
+        if arn in self._memo:
+            return self._memo[arn]
+        self.calls += 1
+        # The SecretError is raised outside the handlers so that it carries no __context__ at all:
+        # the JSON decoder's exception (chained inside powertools' one) keeps the whole document.
+        problem = None
+        value: object = None
+        try:
+            value = self._provider.get(arn, transform="json", max_age=0, force_fetch=True)
+        except GetParameterError as exc:
+            cause = exc.__cause__ or exc.__context__  # powertools raises it without `from`
+            code = (
+                str(cause.response.get("Error", {}).get("Code", "Unknown"))
+                if isinstance(cause, ClientError)
+                else type(cause or exc).__name__
+            )
+            problem = f"cannot be read: {code}"
+        except TransformParameterError:
+            problem = "is not valid JSON"
+        except ValueError:  # UnicodeDecodeError of a SecretBinary, before powertools' transform
+            problem = "is not valid UTF-8 JSON"
+        if problem is not None:
+            raise SecretError(f"Secret {arn} {problem}")
+        if not isinstance(value, dict):
+            raise SecretError(f"Secret {arn} must be a JSON object, not {_json_type(value)}")
+        self._memo[arn] = value
+        return value
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _optional(data: dict[str, Any], arn: str, key: str) -> str | None:
+    """The string at ``key``; None when absent, null or empty."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SecretError(f"Secret {arn}: key '{key}' must be a string, not {_json_type(value)}")
+    return value or None
+
+
+def _required(data: dict[str, Any], arn: str, key: str) -> str:
+    value = _optional(data, arn, key)
+    if value is None:
+        problem = "is empty" if key in data and data[key] is not None else "is missing"
+        raise SecretError(f"Secret {arn}: key '{key}' {problem}")
+    return value

@@ -1,0 +1,221 @@
+"""SecretReader against moto's Secrets Manager: the shapes of DESIGN §2, and no value ever leaks."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from luna_ha.errors import SecretError
+from luna_ha.secrets import AdminSecret, ManagerCredentials, PartitionSecret, SecretReader
+
+PASSWORD = "Pa55-w0rd-NEVER-SHOWN"
+DOMAIN = "cloning-DOMAIN-NEVER-SHOWN"
+PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nKEY-NEVER-SHOWN\n-----END OPENSSH PRIVATE KEY-----\n"
+PASSPHRASE = "passphrase-NEVER-SHOWN"
+SECRET_VALUES = (PASSWORD, DOMAIN, "KEY-NEVER-SHOWN", PASSPHRASE)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def client(aws: None) -> Any:
+    return boto3.client("secretsmanager")
+
+
+@pytest.fixture
+def secret(client: Any) -> Callable[[object], str]:
+    """Store a secret (a JSON-able value, or a raw string) and return its ARN."""
+    counter = iter(range(1000))
+
+    def make(value: object) -> str:
+        text = value if isinstance(value, str) else json.dumps(value)
+        return str(client.create_secret(Name=f"luna-ha/test-{next(counter)}", SecretString=text)["ARN"])
+
+    return make
+
+
+def assert_no_secret_in(text: str) -> None:
+    for value in SECRET_VALUES:
+        assert value not in text
+
+
+# --- the shapes ----------------------------------------------------------------------------------
+
+
+def test_manager_credentials_with_a_password(client: Any, secret: Callable[[object], str]) -> None:
+    arn = secret({"username": "admin", "password": PASSWORD})
+
+    creds = SecretReader(client).manager_credentials(arn)
+
+    assert creds == ManagerCredentials(username="admin", password=PASSWORD)
+
+
+def test_manager_credentials_with_a_private_key_and_passphrase(
+    client: Any, secret: Callable[[object], str]
+) -> None:
+    arn = secret({"username": "admin", "private_key": PRIVATE_KEY, "passphrase": PASSPHRASE})
+
+    creds = SecretReader(client).manager_credentials(arn)
+
+    assert creds == ManagerCredentials(
+        username="admin", password=None, private_key=PRIVATE_KEY, passphrase=PASSPHRASE
+    )
+
+
+def test_manager_credentials_with_a_private_key_only(client: Any, secret: Callable[[object], str]) -> None:
+    arn = secret({"username": "admin", "private_key": PRIVATE_KEY})
+
+    creds = SecretReader(client).manager_credentials(arn)
+
+    assert creds.private_key == PRIVATE_KEY
+    assert creds.password is None
+    assert creds.passphrase is None
+
+
+def test_admin_secret_has_password_and_cloning_domain(client: Any, secret: Callable[[object], str]) -> None:
+    arn = secret({"password": PASSWORD, "domain": DOMAIN})
+
+    assert SecretReader(client).admin_secret(arn) == AdminSecret(password=PASSWORD, domain=DOMAIN)
+
+
+def test_partition_secret_has_a_password(client: Any, secret: Callable[[object], str]) -> None:
+    arn = secret({"password": PASSWORD})
+
+    assert SecretReader(client).partition_secret(arn) == PartitionSecret(password=PASSWORD)
+
+
+# --- what is wrong, said precisely ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("read", "value", "problem"),
+    [
+        ("manager_credentials", {"password": PASSWORD}, "key 'username' is missing"),
+        ("manager_credentials", {"username": "admin"}, "key 'password' (or 'private_key') is missing"),
+        (
+            "manager_credentials",
+            {"username": "admin", "password": PASSWORD, "passphrase": PASSPHRASE},
+            "key 'passphrase' given without 'private_key'",
+        ),
+        (
+            "manager_credentials",
+            {"username": 7, "password": PASSWORD},
+            "key 'username' must be a string, not a number",
+        ),
+        ("admin_secret", {"password": PASSWORD}, "key 'domain' is missing"),
+        ("admin_secret", {"password": PASSWORD, "domain": ""}, "key 'domain' is empty"),
+        (
+            "admin_secret",
+            {"password": [PASSWORD], "domain": DOMAIN},
+            "key 'password' must be a string, not a list",
+        ),
+        ("partition_secret", {"pin": PASSWORD}, "key 'password' is missing"),
+        ("partition_secret", [PASSWORD], "must be a JSON object, not a list"),
+        ("partition_secret", f"not json {PASSWORD}", "is not valid JSON"),
+    ],
+)
+def test_a_secret_of_the_wrong_shape_names_the_arn_and_the_key(
+    client: Any, secret: Callable[[object], str], read: str, value: object, problem: str
+) -> None:
+    arn = secret(value)
+
+    with pytest.raises(SecretError) as caught:
+        getattr(SecretReader(client), read)(arn)
+
+    assert arn in str(caught.value)
+    assert problem in str(caught.value)
+
+
+def test_a_missing_secret_names_the_arn_and_the_aws_error_code(client: Any) -> None:
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:luna-ha/absent-AbCdEf"
+
+    with pytest.raises(SecretError, match="absent-AbCdEf cannot be read: ResourceNotFoundException"):
+        SecretReader(client).partition_secret(arn)
+
+
+def test_a_binary_secret_that_is_not_utf8_is_refused(client: Any) -> None:
+    arn = client.create_secret(Name="luna-ha/binary", SecretBinary=b"\xff\xfe" + PASSWORD.encode())["ARN"]
+
+    with pytest.raises(SecretError, match="not valid UTF-8 JSON"):
+        SecretReader(client).partition_secret(arn)
+
+
+# --- no leaks ------------------------------------------------------------------------------------
+
+
+def test_no_secret_value_appears_in_repr_or_str(client: Any, secret: Callable[[object], str]) -> None:
+    reader = SecretReader(client)
+    values = [
+        reader.manager_credentials(secret({"username": "admin", "password": PASSWORD})),
+        reader.manager_credentials(
+            secret({"username": "admin", "private_key": PRIVATE_KEY, "passphrase": PASSPHRASE})
+        ),
+        reader.admin_secret(secret({"password": PASSWORD, "domain": DOMAIN})),
+        reader.partition_secret(secret({"password": PASSWORD})),
+    ]
+
+    for value in [*values, reader]:
+        assert_no_secret_in(repr(value))
+        assert_no_secret_in(str(value))
+    assert repr(values[0]) == "ManagerCredentials(username='admin')"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f'{{"password": "{PASSWORD}", "domain": ',  # truncated JSON
+        {"password": PASSWORD, "domain": 1},
+        {"password": PASSWORD},
+        [PASSWORD, DOMAIN],
+    ],
+)
+def test_no_secret_value_appears_in_an_error_or_its_traceback(
+    client: Any, secret: Callable[[object], str], value: object
+) -> None:
+    arn = secret(value)
+
+    with pytest.raises(SecretError) as caught:
+        SecretReader(client).admin_secret(arn)
+
+    assert_no_secret_in(str(caught.value))
+    assert_no_secret_in(repr(caught.value))
+    assert_no_secret_in("".join(traceback.format_exception(caught.value)))
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None  # not even a hidden chained exception keeps the document
+
+
+# --- reading once per run, never cached across runs ----------------------------------------------
+
+
+def test_each_secret_is_read_once_per_run(client: Any, secret: Callable[[object], str]) -> None:
+    arn = secret({"username": "admin", "password": PASSWORD})
+    reader = SecretReader(client)
+
+    for _ in range(3):
+        reader.manager_credentials(arn)
+
+    assert reader.calls == 1
+
+
+def test_a_new_run_sees_a_rotated_password(client: Any, secret: Callable[[object], str]) -> None:
+    arn = secret({"password": PASSWORD})
+    assert SecretReader(client).partition_secret(arn).password == PASSWORD
+
+    client.put_secret_value(SecretId=arn, SecretString=json.dumps({"password": "rotated"}))
+
+    assert SecretReader(client).partition_secret(arn).password == "rotated"

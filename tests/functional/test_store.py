@@ -1,0 +1,268 @@
+"""ParameterStore against moto's SSM: publish, read back, converge, delete, fail safely."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from luna_ha.errors import StoreError
+from luna_ha.layout import (
+    GroupDocument,
+    Member,
+    Parameter,
+    ParameterPlan,
+    build_layout,
+    kms_key_changed,
+    owned_by,
+    plan_parameters,
+    server_cert_name,
+)
+from luna_ha.store import ParameterStore
+
+PATH = "/luna-ha/payments"
+OWNER = "stack-Group-payments-1a2b3c"
+KEY_PEM = "-----BEGIN PRIVATE KEY-----\nTOP-SECRET-KEY-MATERIAL\n-----END PRIVATE KEY-----\n"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def ssm(aws: None) -> Any:
+    return boto3.client("ssm")
+
+
+@pytest.fixture
+def kms_key_id(aws: None) -> str:
+    return str(boto3.client("kms").create_key()["KeyMetadata"]["KeyId"])
+
+
+def layout(
+    path: str = PATH, clients: int = 1, owner: str = OWNER, kms: str | None = None
+) -> dict[str, Parameter]:
+    hosts = ("10.0.1.10", "fd00::11")
+    names = [f"c{i}" for i in range(clients)]
+    doc = GroupDocument(
+        owner=owner,
+        label="payments-ha",
+        partition="payments",
+        members=tuple(Member(h, f"15{i}", server_cert_name(path, h)) for i, h in enumerate(hosts)),
+        ha_group_serial="1150",
+        partition_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:partition",
+        kms_key_id=kms,
+        clients={name: f"{name}-3f2a1c-r0" for name in names},
+    )
+    return build_layout(
+        path,
+        doc,
+        {h: f"SERVER {h}" for h in hosts},
+        {name: {f"{name}-3f2a1c-r0": (f"CERT {name}", KEY_PEM)} for name in names},
+    )
+
+
+def publish(store: ParameterStore, desired: dict[str, Parameter], path: str = PATH) -> int:
+    existing = store.read(path)
+    return store.apply(plan_parameters(desired, existing, rewrite_secure=False))
+
+
+def test_published_parameters_read_back_identically(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    desired = layout()
+
+    assert publish(store, desired) == len(desired)
+
+    assert store.read(PATH) == desired
+
+
+def test_a_second_publish_of_the_same_layout_writes_nothing(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    publish(store, layout())
+    versions = {
+        p["Name"]: p["Version"] for p in ssm.get_parameters_by_path(Path=PATH, Recursive=True)["Parameters"]
+    }
+
+    plan = plan_parameters(layout(), store.read(PATH), rewrite_secure=False)
+    calls_before = store.calls
+    assert store.apply(plan) == 0
+
+    assert plan.empty
+    assert store.calls == calls_before
+    after = {
+        p["Name"]: p["Version"] for p in ssm.get_parameters_by_path(Path=PATH, Recursive=True)["Parameters"]
+    }
+    assert after == versions
+
+
+def test_private_keys_are_secure_strings_under_the_given_kms_key(ssm: Any, kms_key_id: str) -> None:
+    store = ParameterStore(ssm, kms_key_id=kms_key_id)
+    publish(store, layout(kms=kms_key_id))
+
+    key_name = f"{PATH}/clients/c0/c0-3f2a1c-r0/key"
+    described = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [key_name]}])[
+        "Parameters"
+    ]
+    assert described[0]["Type"] == "SecureString"
+    assert described[0]["KeyId"] == kms_key_id
+    cert = ssm.get_parameter(Name=f"{PATH}/clients/c0/c0-3f2a1c-r0/cert")["Parameter"]
+    assert cert["Type"] == "String"
+    assert store.read(PATH)[key_name] == Parameter(key_name, KEY_PEM, secure=True)
+
+
+def test_without_a_kms_key_id_secure_strings_use_the_account_default(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    publish(store, layout())
+
+    key_name = f"{PATH}/clients/c0/c0-3f2a1c-r0/key"
+    described = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [key_name]}])[
+        "Parameters"
+    ]
+    assert described[0]["Type"] == "SecureString"
+    assert described[0].get("KeyId", "alias/aws/ssm") == "alias/aws/ssm"
+
+
+def test_changing_the_kms_key_rewrites_the_keys_under_the_new_key(ssm: Any, kms_key_id: str) -> None:
+    publish(ParameterStore(ssm, kms_key_id=None), layout())
+    store = ParameterStore(ssm, kms_key_id=kms_key_id)
+    desired = layout(kms=kms_key_id)
+    existing = store.read(PATH)
+    doc = GroupDocument.from_json(desired[f"{PATH}/group"].value)
+
+    store.apply(plan_parameters(desired, existing, rewrite_secure=kms_key_changed(existing, doc)))
+
+    key_name = f"{PATH}/clients/c0/c0-3f2a1c-r0/key"
+    described = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [key_name]}])[
+        "Parameters"
+    ]
+    assert described[0]["KeyId"] == kms_key_id
+
+
+def test_read_follows_pagination_beyond_ten_parameters(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    desired = layout(clients=8)  # group + 2 servers + 8 x (current, cert, key) = 27
+    publish(store, desired)
+
+    store.calls = 0
+    assert store.read(PATH) == desired
+    assert store.calls == 3  # pages of 10
+
+
+def test_read_returns_only_names_below_the_path_not_a_prefix_sibling(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    publish(store, layout("/luna-ha/orders"), "/luna-ha/orders")
+    publish(store, layout("/luna-ha/orders2"), "/luna-ha/orders2")
+    ssm.put_parameter(Name="/luna-ha/ordersx", Value="v", Type="String")
+
+    assert all(name.startswith("/luna-ha/orders/") for name in store.read("/luna-ha/orders"))
+
+
+def test_delete_removes_everything_in_batches_of_ten(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    desired = layout(clients=8)
+    publish(store, desired)
+    existing = store.read(PATH)
+    assert owned_by(existing, OWNER)
+
+    store.calls = 0
+    removed = store.apply(plan_parameters({}, existing, rewrite_secure=False, path=PATH))
+
+    assert removed == 27
+    assert store.calls == 3  # 10 + 10 + 7
+    assert store.read(PATH) == {}
+
+
+def test_delete_of_a_path_leaves_a_prefix_sibling_alone(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    publish(store, layout("/luna-ha/orders"), "/luna-ha/orders")
+    sibling = layout("/luna-ha/orders2")
+    publish(store, sibling, "/luna-ha/orders2")
+
+    existing = store.read("/luna-ha/orders")
+    store.apply(plan_parameters({}, existing, rewrite_secure=False, path="/luna-ha/orders"))
+
+    assert store.read("/luna-ha/orders") == {}
+    assert store.read("/luna-ha/orders2") == sibling
+
+
+def test_deleting_names_that_are_already_gone_succeeds(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+
+    assert store.apply(ParameterPlan(deletes=(f"{PATH}/group", f"{PATH}/servers/x/cert"))) == 0
+
+
+def test_a_value_over_4096_bytes_goes_to_the_advanced_tier(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    big = Parameter(f"{PATH}/servers/big/cert", "x" * 4097)
+    small = Parameter(f"{PATH}/servers/small/cert", "x" * 4096)
+
+    store.apply(ParameterPlan(puts=(big, small)))
+
+    tiers = {p["Name"]: p["Tier"] for p in ssm.describe_parameters()["Parameters"]}
+    assert tiers == {big.name: "Advanced", small.name: "Standard"}
+
+
+def test_a_rejected_write_names_the_parameter_and_code_but_not_the_value(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    bad = Parameter("/aws/reserved/key", KEY_PEM, secure=True)
+
+    with pytest.raises(StoreError) as caught:
+        store.apply(ParameterPlan(puts=(bad,)))
+
+    message = str(caught.value)
+    assert "/aws/reserved/key" in message
+    assert "AccessDeniedException" in message
+    assert "TOP-SECRET" not in message
+
+
+def test_a_validation_error_quoting_the_value_is_not_repeated(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    name = f"{PATH}/clients/c0/g/key"
+    with Stubber(ssm) as stub:
+        stub.add_client_error(
+            "put_parameter",
+            service_error_code="ValidationException",
+            service_message=f"Value '{KEY_PEM}' at 'value' failed to satisfy constraint",
+        )
+        with pytest.raises(StoreError) as caught:
+            store.apply(ParameterPlan(puts=(Parameter(name, KEY_PEM, secure=True),)))
+
+    assert str(caught.value) == f"Cannot write parameter {name}: ValidationException"
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
+
+
+def test_a_failed_read_names_the_path_and_code(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    with Stubber(ssm) as stub:
+        stub.add_client_error("get_parameters_by_path", service_error_code="AccessDeniedException")
+        with pytest.raises(StoreError, match=f"{PATH}: AccessDeniedException"):
+            store.read(PATH)
+
+
+def test_a_failed_delete_names_the_parameters_and_code(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    with Stubber(ssm) as stub:
+        stub.add_client_error("delete_parameters", service_error_code="ThrottlingException")
+        with pytest.raises(StoreError, match=f"{PATH}/group: ThrottlingException"):
+            store.apply(ParameterPlan(deletes=(f"{PATH}/group",)))
+
+
+def test_calls_counts_every_api_call(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    desired = layout()  # 6 parameters
+
+    publish(store, desired)
+
+    assert store.calls == 1 + len(desired)  # one read page, one put each
