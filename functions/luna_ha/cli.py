@@ -1,0 +1,144 @@
+"""The ``luna-ha`` command: plan / apply / destroy a group from a file, simulate, demo.
+
+A composition root: it builds the real adapters (boto3 clients from the standard credential chain
+and ``AWS_ENDPOINT_URL``, paramiko sessions) and hands them to the engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TextIO
+
+from luna_ha.clock import Deadline
+from luna_ha.engine import Engine, GroupRunError, RunReport
+from luna_ha.errors import LunaHAError
+from luna_ha.spec import GroupSpec, load_group_file
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def cli_physical_id(spec: GroupSpec) -> str:
+    """The identity a group managed from the CLI owns its registrations and parameters under."""
+    return f"luna-ha-cli/{spec.partition_name}"
+
+
+def build_engine(spec: GroupSpec, out: TextIO) -> Engine:
+    import boto3
+
+    from luna_ha.secrets import SecretReader
+    from luna_ha.store import ParameterStore
+
+    lock = threading.Lock()
+
+    def progress(host: str, message: str) -> None:
+        with lock:  # appliances report from their own threads: one whole line at a time
+            out.write(f"  [{host}] {message}\n")
+            out.flush()
+
+    return Engine(
+        secrets=SecretReader(boto3.client("secretsmanager")),
+        store=ParameterStore(boto3.client("ssm"), kms_key_id=spec.kms_key_id),
+        progress=progress,
+    )
+
+
+def print_report(report: RunReport, out: TextIO) -> None:
+    print(f"\n{report.operation}: {'ok' if report.ok else 'FAILED'} in {report.seconds:.1f} s", file=out)
+    for a in report.appliances:
+        role = "leaving" if a.leaving else "member"
+        status = "ok" if a.ok else f"FAILED: {a.error}"
+        if report.operation == "plan":
+            print(f"  {a.host} ({role}): {len(a.planned)} step(s) to run; {status}", file=out)
+            for step in a.planned:
+                print(f"      - {step}", file=out)
+        else:
+            print(
+                f"  {a.host} ({role}): {len(a.done)} change(s), {a.commands} command(s) "
+                f"({a.mutating} mutating), {a.seconds:.2f} s; {status}",
+                file=out,
+            )
+    if report.parameters_put or report.parameters_deleted:
+        print(
+            f"  parameters: {len(report.parameters_put)} written, {len(report.parameters_deleted)} deleted",
+            file=out,
+        )
+    for key, value in report.data.items():
+        print(f"  {key}: {value}", file=out)
+
+
+def _group_command(args: argparse.Namespace, out: TextIO) -> int:
+    spec = load_group_file(args.config)
+    for warning in spec.warnings:
+        print(f"warning: {warning}", file=out)
+    engine = build_engine(spec, out)
+    physical_id = args.id or cli_physical_id(spec)
+    deadline = Deadline.after(args.timeout) if args.timeout else Deadline.never()
+    print(
+        f"{args.command} {spec.group_label} ({len(spec.appliances)} appliance(s), id {physical_id})", file=out
+    )
+    try:
+        if args.command == "plan":
+            report = engine.plan(spec, physical_id, deadline=deadline)
+        elif args.command == "apply":
+            report = engine.apply(spec, physical_id, deadline=deadline)
+        else:
+            report = engine.destroy(spec, physical_id, deadline=deadline)
+    except GroupRunError as exc:
+        print_report(exc.report, out)
+        return EXIT_FAILED
+    print_report(report, out)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="luna-ha", description="Luna HSM HA groups as code.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("plan", "show, per appliance, what apply would do (changes nothing)"),
+        ("apply", "converge every appliance and publish the group to Parameter Store"),
+        ("destroy", "remove this group's clients and parameters (partitions only under Delete policy)"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument(
+            "-c", "--config", required=True, help="group file (YAML or JSON, resource property keys)"
+        )
+        p.add_argument(
+            "--id", help="identity owning registrations and parameters (default luna-ha-cli/<Partition>)"
+        )
+        p.add_argument(
+            "--timeout", type=float, default=0, help="seconds; start no step that cannot finish in time"
+        )
+    sim = sub.add_parser("simulate", help="run simulated Luna appliances on 127.0.0.1", add_help=False)
+    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    demo = sub.add_parser(
+        "demo", help="the whole lifecycle locally: simulated appliances + moto", add_help=False
+    )
+    demo.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "simulate":
+            from luna_ha.sim.cli import simulate_main
+
+            return int(simulate_main(list(args.rest)))
+        if args.command == "demo":
+            from luna_ha.demo import demo_main
+
+            return int(demo_main(list(args.rest)))
+        return _group_command(args, out)
+    except LunaHAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

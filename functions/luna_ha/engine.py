@@ -1,0 +1,501 @@
+"""The convergence engine: one run over every appliance of a group, in parallel, under a deadline.
+
+``Engine.apply`` observes each appliance, plans (pure, ``planner``), applies only the difference,
+then publishes what ASG members need to Parameter Store. ``Engine.plan`` does the observing and
+planning and nothing else. ``Engine.destroy`` removes what this group owns. The Lambda and the CLI
+build an ``Engine`` with real adapters; tests build it against the simulator and moto.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from luna_ha import appliance as appl
+from luna_ha.certs import generate_client_credential, luna_fingerprint
+from luna_ha.clock import Deadline
+from luna_ha.errors import ApplianceError, LunaHAError, SpecError
+from luna_ha.layout import GroupDocument, Member, Parameter, build_layout, owned_by, plan_parameters
+from luna_ha.ownership import ownership_token, parse_registration, registration_name
+from luna_ha.planner import Action, ApplianceGoal, Step, plan_appliance
+from luna_ha.secrets import SecretReader
+from luna_ha.spec import ApplianceSpec, GroupSpec, parse_appliance
+from luna_ha.ssh import CommandRecord, HostKeyPin, LunaShell, SshTarget
+from luna_ha.store import ParameterStore
+
+Progress = Callable[[str, str], None]
+NOT_GENERATED = "(certificate to be generated)"
+_NEEDS_SECRETS = frozenset({Action.HSM_INIT, Action.HSM_LOGIN, Action.PARTITION_CREATE})
+ShellFactory = Callable[[SshTarget, Deadline, Callable[[CommandRecord], None]], LunaShell]
+
+
+def _default_shell(
+    target: SshTarget, deadline: Deadline, observer: Callable[[CommandRecord], None]
+) -> LunaShell:
+    return LunaShell(target, deadline=deadline, observer=observer)
+
+
+@dataclass
+class ApplianceReport:
+    """What happened on one appliance during one run."""
+
+    host: str
+    leaving: bool = False
+    planned: tuple[Step, ...] = ()
+    done: list[Step] = field(default_factory=list)
+    partition_serial: str | None = None
+    server_cert: str | None = field(default=None, repr=False)
+    commands: int = 0
+    mutating: int = 0
+    connections: int = 0
+    seconds: float = 0.0
+    error: LunaHAError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class RunReport:
+    operation: str
+    appliances: list[ApplianceReport] = field(default_factory=list)
+    parameters_put: tuple[str, ...] = ()
+    parameters_deleted: tuple[str, ...] = ()
+    data: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.appliances)
+
+    @property
+    def failures(self) -> list[ApplianceReport]:
+        return [a for a in self.appliances if not a.ok]
+
+
+class GroupRunError(LunaHAError):
+    """One or more appliances failed; the report says what each did and where each stopped."""
+
+    def __init__(self, report: RunReport) -> None:
+        self.report = report
+        reasons = "; ".join(str(a.error) for a in report.failures)
+        super().__init__(
+            f"{report.operation} failed on {len(report.failures)} of {len(report.appliances)} "
+            f"appliance(s): {reasons}"
+        )
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One client certificate generation: its registration name, certificate and key."""
+
+    client: str
+    name: str
+    cert_pem: str
+    key_pem: str = field(repr=False)
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        secrets: SecretReader,
+        store: ParameterStore,
+        shell_factory: ShellFactory = _default_shell,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        progress: Progress | None = None,
+        max_workers: int = 16,
+    ) -> None:
+        self.secrets = secrets
+        self.store = store
+        self.shell_factory = shell_factory
+        self.now = now
+        self.progress = progress or (lambda host, message: None)
+        self.max_workers = max_workers
+
+    # -- public operations ---------------------------------------------------------------
+    def plan(self, spec: GroupSpec, physical_id: str, *, deadline: Deadline | None = None) -> RunReport:
+        """Observe and plan; writes nothing anywhere (no command that mutates, no SSM put)."""
+        deadline = deadline or Deadline.never()
+        started = time.monotonic()
+        token = ownership_token(physical_id)
+        existing = self.store.read(spec.parameter_path)
+        generations = self._generations(spec, token, existing, create=False)
+        # A generation not generated yet has no fingerprint: any registration of that name differs.
+        fingerprints = {
+            g.name: luna_fingerprint(g.cert_pem) if g.cert_pem else NOT_GENERATED for g in generations
+        }
+        goals = self._goals(spec, token, existing, previous=None, fingerprints=fingerprints, destroying=False)
+        reports = self._run_all(goals, deadline, apply=False, secrets=None, certificates={})
+        return RunReport("plan", reports, seconds=time.monotonic() - started)
+
+    def apply(
+        self,
+        spec: GroupSpec,
+        physical_id: str,
+        *,
+        previous: GroupSpec | None = None,
+        deadline: Deadline | None = None,
+    ) -> RunReport:
+        deadline = deadline or Deadline.never()
+        started = time.monotonic()
+        token = ownership_token(physical_id)
+        group_secrets = self._group_secrets(spec)
+        existing = self.store.read(spec.parameter_path)
+        generations = self._generations(spec, token, existing, create=True)
+        # Publish new client keys before any appliance registers them: a run that stops half-way
+        # leaves a key the next run reuses, never a registration whose key is lost.
+        new_credentials = self._publish_credentials(spec, generations, existing)
+        fingerprints = {g.name: luna_fingerprint(g.cert_pem) for g in generations}
+        certificates = {g.name: g.cert_pem for g in generations}
+        goals = self._goals(
+            spec, token, existing, previous=previous, fingerprints=fingerprints, destroying=False
+        )
+        reports = self._run_all(goals, deadline, apply=True, secrets=group_secrets, certificates=certificates)
+        report = RunReport("apply", reports)
+        if not report.ok:
+            report.parameters_put = new_credentials
+            report.seconds = time.monotonic() - started
+            raise GroupRunError(report)
+        existing = self.store.read(spec.parameter_path) if new_credentials else existing
+        document = self._document(spec, physical_id, reports, generations)
+        server_certs = {r.host: r.server_cert or "" for r in reports if not r.leaving}
+        by_client: dict[str, dict[str, tuple[str, str]]] = {}
+        for g in generations:
+            by_client.setdefault(g.client, {})[g.name] = (g.cert_pem, g.key_pem)
+        desired = build_layout(spec.parameter_path, document, server_certs, by_client)
+        previous_doc = _document_of(existing)
+        rewrite_secure = previous_doc is not None and previous_doc.kms_key_id != spec.kms_key_id
+        plan = plan_parameters(desired, existing, rewrite_secure=rewrite_secure, path=spec.parameter_path)
+        self.store.apply(plan)
+        deleted = list(plan.deletes)
+        if previous is not None and previous.parameter_path != spec.parameter_path:
+            old = self.store.read(previous.parameter_path)
+            if owned_by(old, physical_id):
+                old_plan = plan_parameters({}, old, rewrite_secure=False, path=previous.parameter_path)
+                self.store.apply(old_plan)
+                deleted += old_plan.deletes
+        report.parameters_put = new_credentials + tuple(p.name for p in plan.puts)
+        report.parameters_deleted = tuple(deleted)
+        report.data = _data(spec, document, generations)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def destroy(self, spec: GroupSpec, physical_id: str, *, deadline: Deadline | None = None) -> RunReport:
+        """Remove this group's registrations (and partitions under the Delete policy) and parameters."""
+        deadline = deadline or Deadline.never()
+        started = time.monotonic()
+        token = ownership_token(physical_id)
+        existing = self.store.read(spec.parameter_path)
+        owns_parameters = owned_by(existing, physical_id)
+        group_secrets = self._group_secrets(spec) if spec.partition_deletion_policy == "Delete" else None
+        goals = self._goals(
+            spec, token, existing if owns_parameters else {}, previous=None, fingerprints={}, destroying=True
+        )
+        reports = self._run_all(goals, deadline, apply=True, secrets=group_secrets, certificates={})
+        report = RunReport("destroy", reports)
+        if not report.ok:
+            report.seconds = time.monotonic() - started
+            raise GroupRunError(report)
+        # Everything under the path while this resource owns it; otherwise (a replacement took the
+        # path over, or a Create failed before publishing its group document) only the client
+        # generations that carry this resource's token.
+        mine = existing if owns_parameters else _token_parameters(existing, spec.parameter_path, token)
+        plan = plan_parameters({}, mine, rewrite_secure=False, path=spec.parameter_path)
+        self.store.apply(plan)
+        report.parameters_deleted = tuple(plan.deletes)
+        report.seconds = time.monotonic() - started
+        return report
+
+    # -- preparation -----------------------------------------------------------------------
+    def _group_secrets(self, spec: GroupSpec) -> appl.GroupSecrets:
+        admin = self.secrets.admin_secret(spec.admin_secret_arn)
+        partition = self.secrets.partition_secret(spec.partition_secret_arn)
+        return appl.GroupSecrets(admin.password, admin.domain, partition.password)
+
+    def _generations(
+        self, spec: GroupSpec, token: str, existing: Mapping[str, Parameter], *, create: bool
+    ) -> list[Generation]:
+        """Each client's current generation and the previous one still in use, with their keys.
+
+        The previous generation is the one published as current before this run (or, when that is
+        the current one already, the newest older one still published): running members keep it
+        until they re-bootstrap.
+        """
+        result: list[Generation] = []
+        for client in spec.clients:
+            current = str(registration_name(client.name, token, client.rotation))
+            published = _published_generations(existing, spec.parameter_path, client.name, token)
+            previous = _previous_generation(existing, spec.parameter_path, client.name, current, published)
+            for name in [current] + ([previous] if previous else []):
+                cert = existing.get(_param(spec.parameter_path, f"clients/{client.name}/{name}/cert"))
+                key = existing.get(_param(spec.parameter_path, f"clients/{client.name}/{name}/key"))
+                if cert is not None and key is not None:
+                    result.append(Generation(client.name, name, cert.value, key.value))
+                elif create:
+                    credential = generate_client_credential(name, now=self.now())
+                    result.append(Generation(client.name, name, credential.cert_pem, credential.key_pem))
+                else:
+                    result.append(Generation(client.name, name, "", ""))
+        return result
+
+    def _publish_credentials(
+        self, spec: GroupSpec, generations: Sequence[Generation], existing: Mapping[str, Parameter]
+    ) -> tuple[str, ...]:
+        wanted: dict[str, Parameter] = {}
+        for g in generations:
+            base = _param(spec.parameter_path, f"clients/{g.client}/{g.name}")
+            wanted[f"{base}/cert"] = Parameter(f"{base}/cert", g.cert_pem, secure=False)
+            wanted[f"{base}/key"] = Parameter(f"{base}/key", g.key_pem, secure=True)
+        missing = {name: p for name, p in wanted.items() if name not in existing}
+        if not missing:
+            return ()
+        plan = plan_parameters(missing, {}, rewrite_secure=False, path=spec.parameter_path)
+        self.store.apply(plan)
+        return tuple(p.name for p in plan.puts)
+
+    def _goals(
+        self,
+        spec: GroupSpec,
+        token: str,
+        existing: Mapping[str, Parameter],
+        *,
+        previous: GroupSpec | None,
+        fingerprints: Mapping[str, str],
+        destroying: bool,
+    ) -> list[tuple[ApplianceSpec, ApplianceGoal]]:
+        goals: list[tuple[ApplianceSpec, ApplianceGoal]] = []
+        seen: set[str] = set()
+        delete_partition = spec.partition_deletion_policy == "Delete"
+        for a in spec.appliances:
+            seen.add(a.host_identity)
+            goal = ApplianceGoal(
+                host=a.host,
+                partition=spec.partition_name,
+                token=token,
+                present=not destroying,
+                initialize=a.initialize,
+                hsm_label=a.hsm_label,
+                registrations=dict(fingerprints) if not destroying else {},
+                delete_partition=delete_partition and destroying,
+            )
+            goals.append((a, goal))
+        leaving: list[ApplianceSpec] = list(previous.appliances) if previous is not None else []
+        leaving += _member_appliances(_document_of(existing))
+        for a in leaving:
+            if a.host_identity in seen:
+                continue
+            seen.add(a.host_identity)
+            goals.append(
+                (
+                    a,
+                    ApplianceGoal(
+                        host=a.host,
+                        partition=spec.partition_name,
+                        token=token,
+                        present=False,
+                        delete_partition=delete_partition,
+                    ),
+                )
+            )
+        return goals
+
+    # -- running ---------------------------------------------------------------------------
+    def _target(self, a: ApplianceSpec) -> SshTarget:
+        creds = self.secrets.manager_credentials(a.manager_secret_arn)
+        return SshTarget(
+            label=a.host,
+            host=a.host,
+            port=a.port,
+            pin=HostKeyPin(key_line=a.host_key, fingerprint=a.host_key_fingerprint),
+            username=creds.username,
+            password=creds.password,
+            private_key=creds.private_key,
+            passphrase=creds.passphrase,
+            legacy_algorithms=a.legacy_algorithms,
+        )
+
+    def _run_all(
+        self,
+        goals: Sequence[tuple[ApplianceSpec, ApplianceGoal]],
+        deadline: Deadline,
+        *,
+        apply: bool,
+        secrets: appl.GroupSecrets | None,
+        certificates: Mapping[str, str],
+    ) -> list[ApplianceReport]:
+        if not goals:
+            return []
+        workers = max(1, min(self.max_workers, len(goals)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="appliance") as pool:
+            futures = [
+                pool.submit(self._run_one, a, goal, deadline, apply, secrets, certificates)
+                for a, goal in goals
+            ]
+            return [f.result() for f in futures]
+
+    def _run_one(
+        self,
+        a: ApplianceSpec,
+        goal: ApplianceGoal,
+        deadline: Deadline,
+        apply: bool,
+        secrets: appl.GroupSecrets | None,
+        certificates: Mapping[str, str],
+    ) -> ApplianceReport:
+        report = ApplianceReport(host=a.host, leaving=not goal.present)
+        started = time.monotonic()
+        lock = threading.Lock()
+
+        def count(record: CommandRecord) -> None:
+            with lock:
+                report.commands += 1
+                report.mutating += int(record.mutating)
+
+        try:
+            target = self._target(a)
+            self.progress(a.host, "connecting")
+            with self.shell_factory(target, deadline, count) as shell:
+                report.connections += 1
+                observed = appl.observe(shell, goal.token)
+                report.planned = plan_appliance(goal, observed)
+                serials = dict(observed.partitions)
+                if apply and report.planned:
+                    if secrets is None and any(s.action in _NEEDS_SECRETS for s in report.planned):
+                        raise ApplianceError(
+                            a.host, "plan", "the plan needs the admin secret, which was not read"
+                        )
+                    self.progress(a.host, f"{len(report.planned)} step(s) to run")
+                    report.done = appl.apply_steps(
+                        shell,
+                        report.planned,
+                        secrets=secrets or appl.GroupSecrets("", "", ""),
+                        certificates=certificates,
+                        deadline=deadline,
+                        on_step=lambda step: self.progress(a.host, f"done: {step}"),
+                    )
+                    if any(s.action is Action.PARTITION_CREATE for s in report.done):
+                        serials = appl.read_partition_serials(shell)
+                report.partition_serial = serials.get(goal.partition)
+                if goal.present:
+                    report.server_cert = appl.fetch_server_cert(shell)
+            self.progress(a.host, "converged" if apply else f"{len(report.planned)} step(s) planned")
+        except LunaHAError as exc:
+            report.error = exc
+            self.progress(a.host, f"FAILED: {exc}")
+        except Exception as exc:  # a bug or an unexpected library error: still name the appliance
+            report.error = ApplianceError(a.host, "run", f"unexpected {type(exc).__name__}")
+            self.progress(a.host, f"FAILED: {report.error}")
+        report.seconds = time.monotonic() - started
+        return report
+
+    # -- results ---------------------------------------------------------------------------
+    def _document(
+        self,
+        spec: GroupSpec,
+        physical_id: str,
+        reports: Sequence[ApplianceReport],
+        generations: Sequence[Generation],
+    ) -> GroupDocument:
+        by_host = {r.host: r for r in reports}
+        members = []
+        for a in spec.appliances:
+            serial = by_host[a.host].partition_serial or ""
+            connection = {k: v for k, v in a.to_properties().items() if k not in ("Initialize", "HsmLabel")}
+            members.append(Member.of(a, serial, spec.parameter_path, connection))
+        first = members[0].serial if members else ""
+        current = {
+            c.name: str(registration_name(c.name, ownership_token(physical_id), c.rotation))
+            for c in spec.clients
+        }
+        return GroupDocument(
+            owner=physical_id,
+            label=spec.group_label,
+            partition=spec.partition_name,
+            members=tuple(members),
+            ha_group_serial=f"1{first}" if first else "",
+            partition_secret_arn=spec.partition_secret_arn,
+            kms_key_id=spec.kms_key_id,
+            clients=current,
+        )
+
+
+def _param(path: str, suffix: str) -> str:
+    return f"{path.rstrip('/')}/{suffix}"
+
+
+def _document_of(existing: Mapping[str, Parameter]) -> GroupDocument | None:
+    for name, parameter in existing.items():
+        if name.endswith("/group"):
+            try:
+                return GroupDocument.from_json(parameter.value)
+            except (ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
+def _token_parameters(existing: Mapping[str, Parameter], path: str, token: str) -> dict[str, Parameter]:
+    prefix = _param(path, "clients/")
+    mine = {}
+    for name, parameter in existing.items():
+        parts = name[len(prefix) :].split("/") if name.startswith(prefix) else []
+        if len(parts) == 3 and parse_registration(parts[1], token) is not None:
+            mine[name] = parameter
+    return mine
+
+
+def _member_appliances(document: GroupDocument | None) -> list[ApplianceSpec]:
+    """The appliances a published group document says how to reach (to clean up removed ones)."""
+    found = []
+    for member in document.members if document is not None else ():
+        try:
+            found.append(parse_appliance(dict(member.connection), f"group document member {member.host}"))
+        except SpecError:
+            continue  # written by an older version, or edited by hand: nothing to reach it with
+    return found
+
+
+def _published_generations(
+    existing: Mapping[str, Parameter], path: str, client: str, token: str
+) -> list[str]:
+    prefix = _param(path, f"clients/{client}/")
+    found = {}
+    for name in existing:
+        if name.startswith(prefix) and name.endswith("/cert"):
+            generation = name[len(prefix) : -len("/cert")]
+            parsed = parse_registration(generation, token) if "/" not in generation else None
+            if parsed is not None and parsed.client == client:
+                found[generation] = parsed.generation
+    return sorted(found, key=found.__getitem__)
+
+
+def _previous_generation(
+    existing: Mapping[str, Parameter], path: str, client: str, current: str, published: Sequence[str]
+) -> str | None:
+    pointer = existing.get(_param(path, f"clients/{client}/current"))
+    if pointer is not None and pointer.value != current and pointer.value in published:
+        return pointer.value
+
+    def number(name: str) -> int:
+        return int(name.rsplit("-r", 1)[1])
+
+    older = [n for n in published if number(n) < number(current)]
+    return older[-1] if older else None
+
+
+def _data(spec: GroupSpec, document: GroupDocument, generations: Sequence[Generation]) -> dict[str, str]:
+    current = document.clients
+    return {
+        "GroupLabel": spec.group_label,
+        "PartitionName": spec.partition_name,
+        "ParameterPath": spec.parameter_path,
+        "PartitionSerials": ",".join(m.serial for m in document.members),
+        "HAGroupSerial": document.ha_group_serial,
+        "Members": ",".join(m.host for m in document.members),
+        "ClientRegistrations": ",".join(f"{name}={gen}" for name, gen in sorted(current.items())),
+    }

@@ -1,0 +1,200 @@
+"""Pure planning: what one appliance needs, given what it has. No I/O here.
+
+``plan_appliance(desired, observed)`` returns the ordered steps that converge one appliance; the
+engine runs them over one SSH session, the CLI prints them for ``plan``. Re-planning after any
+partial run gives exactly the steps still missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from luna_ha.errors import ApplianceError, ZeroizationGuard
+from luna_ha.ownership import RegistrationName, parse_registration
+
+ALL_LOGIN_ATTEMPTS = 3
+
+
+class Action(StrEnum):
+    HSM_INIT = "hsm init"
+    REGEN_CERT = "sysconf regenCert"
+    NTLS_BIND = "ntls bind"
+    HSM_LOGIN = "hsm login"
+    PARTITION_CREATE = "partition create"
+    UPLOAD_CERT = "upload certificate"
+    CLIENT_REGISTER = "client register"
+    CLIENT_ASSIGN = "client assignPartition"
+    CLIENT_REVOKE = "client revokePartition"
+    CLIENT_DELETE = "client delete"
+    PARTITION_DELETE = "partition delete"
+
+
+MUTATING = frozenset(Action) - {Action.HSM_LOGIN}
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    target: str = ""  # the partition or registration name the step acts on
+    partition: str = ""  # for assignments and revocations: the partition given to/taken from ``target``
+
+    def __str__(self) -> str:
+        text = f"{self.action.value} {self.target}".strip()
+        return f"{text} -partition {self.partition}" if self.partition else text
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A client registration as the appliance reports it."""
+
+    name: str
+    hostname: str
+    partitions: tuple[str, ...] = ()
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class ApplianceState:
+    """What observing one appliance found (read-only commands only)."""
+
+    hsm_serial: str | None
+    hsm_label: str | None
+    zeroized: bool
+    attempts_left: int | None
+    partitions: Mapping[str, str] = field(default_factory=dict)  # name -> serial
+    clients: tuple[str, ...] = ()  # every registered client name
+    registrations: Mapping[str, Registration] = field(default_factory=dict)  # details of the owned ones
+
+
+@dataclass(frozen=True)
+class ApplianceGoal:
+    """What this resource wants on one appliance.
+
+    ``present=False`` means the appliance is leaving the group (or the group is being destroyed):
+    remove this resource's registrations, and the partition only when ``delete_partition``.
+    ``registrations`` maps each wanted registration name to its certificate's Luna fingerprint.
+    """
+
+    host: str
+    partition: str
+    token: str
+    present: bool = True
+    initialize: bool = False
+    hsm_label: str | None = None
+    registrations: Mapping[str, str] = field(default_factory=dict)
+    delete_partition: bool = False
+
+
+def owned_registrations(observed: ApplianceState, token: str) -> dict[str, RegistrationName]:
+    owned = {}
+    for name in observed.clients:
+        parsed = parse_registration(name, token)
+        if parsed is not None:
+            owned[name] = parsed
+    return owned
+
+
+def init_pending(goal: ApplianceGoal, observed: ApplianceState) -> bool:
+    """An Initialize that ran ``hsm init`` but may not have finished ``regenCert``/``ntls bind``.
+
+    Recognised by the requested label on an HSM without any partition: nothing can depend on its
+    server certificate yet, so finishing the initialisation again is safe.
+    """
+    return (
+        goal.initialize
+        and not observed.zeroized
+        and goal.hsm_label is not None
+        and observed.hsm_label == goal.hsm_label
+        and not observed.partitions
+    )
+
+
+def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step, ...]:
+    """The ordered steps that bring one appliance from ``observed`` to ``goal``.
+
+    Raises ``ApplianceError`` (naming the appliance and the step) when the goal cannot be reached
+    safely: a zeroized HSM without ``Initialize``, or an HSM Admin login that the zeroization guard
+    refuses.
+    """
+    steps: list[Step] = []
+    owned = owned_registrations(observed, goal.token)
+    partition = goal.partition
+    initialized_now = False
+
+    if goal.present:
+        if observed.zeroized:
+            if not goal.initialize:
+                raise ApplianceError(
+                    goal.host,
+                    "hsm init",
+                    "the HSM is zeroized (not initialized); "
+                    "set Initialize: true and HsmLabel to initialize it",
+                )
+            steps += [
+                Step(Action.HSM_INIT, goal.hsm_label or ""),
+                Step(Action.REGEN_CERT),
+                Step(Action.NTLS_BIND),
+            ]
+            initialized_now = True
+        elif init_pending(goal, observed):
+            steps += [Step(Action.REGEN_CERT), Step(Action.NTLS_BIND)]
+        has_partition = partition in observed.partitions and not initialized_now
+        if not has_partition:
+            steps.append(Step(Action.HSM_LOGIN))
+            steps.append(Step(Action.PARTITION_CREATE, partition))
+        for name, fingerprint in sorted(goal.registrations.items()):
+            current = None if initialized_now else observed.registrations.get(name)
+            if current is not None and current.fingerprint is not None and current.fingerprint != fingerprint:
+                # Registered with another certificate (an earlier run that never published its key):
+                # this name is ours, so replace the registration.
+                steps += _remove_registration(current)
+                current = None
+            if current is None:
+                steps += [Step(Action.UPLOAD_CERT, name), Step(Action.CLIENT_REGISTER, name)]
+                steps.append(Step(Action.CLIENT_ASSIGN, name, partition))
+            elif partition not in current.partitions:
+                steps.append(Step(Action.CLIENT_ASSIGN, name, partition))
+
+    for name in sorted(owned):
+        if goal.present and name in goal.registrations:
+            continue
+        detail = observed.registrations.get(name, Registration(name=name, hostname=name))
+        steps += _remove_registration(detail)
+
+    if (
+        not goal.present
+        and goal.delete_partition
+        and partition in observed.partitions
+        and not observed.zeroized
+    ):
+        steps.append(Step(Action.HSM_LOGIN))
+        steps.append(Step(Action.PARTITION_DELETE, partition))
+
+    if any(step.action is Action.HSM_LOGIN for step in steps) and not initialized_now:
+        check_login_allowed(goal.host, observed)
+    return tuple(steps)
+
+
+def _remove_registration(registration: Registration) -> list[Step]:
+    steps = [Step(Action.CLIENT_REVOKE, registration.name, p) for p in registration.partitions]
+    steps.append(Step(Action.CLIENT_DELETE, registration.name))
+    return steps
+
+
+def check_login_allowed(host: str, observed: ApplianceState) -> None:
+    """The zeroization guard: log in as HSM Admin only while every attempt remains."""
+    if observed.attempts_left != ALL_LOGIN_ATTEMPTS:
+        left = "unknown" if observed.attempts_left is None else str(observed.attempts_left)
+        raise ZeroizationGuard(
+            host,
+            "hsm login",
+            f"refusing to log in as HSM Admin with {left} of {ALL_LOGIN_ATTEMPTS} attempts left "
+            "(a failure could zeroize the HSM); log in once by hand with the right password "
+            "to reset the counter, then re-run",
+        )
+
+
+def is_mutating(step: Step) -> bool:
+    return step.action in MUTATING

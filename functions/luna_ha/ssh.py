@@ -1,0 +1,461 @@
+"""One SSH session to one appliance: pinned host key, an interactive lunash shell, SCP over exec.
+
+The only module that imports paramiko for the client side. A session is a context manager:
+
+    with LunaShell(target) as shell:
+        result = shell.run(build_hsm_show(), step="observe")
+        shell.put_file("web-3f2a1c-r0.pem", pem_bytes, step="upload certificate")
+
+The host key is checked before any credential is sent. Every error names the appliance and the
+step and never carries a secret: the echo of a sensitive command is masked before anything sees it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from io import StringIO
+from types import TracebackType
+
+import paramiko
+
+from luna_ha.clock import Deadline
+from luna_ha.errors import (
+    AuthenticationFailed,
+    CommandFailed,
+    CommandTimeout,
+    ConnectFailed,
+    ConnectionLost,
+    HostKeyMismatch,
+    UnexpectedPrompt,
+)
+from luna_ha.lunash.commands import Command
+from luna_ha.lunash.dialect import CONFIRM_PROMPT_PATTERNS, PASSWORD_PROMPT_PATTERNS, PROMPT_RE
+from luna_ha.lunash.parsers import CommandResult, parse_result
+
+log = logging.getLogger(__name__)
+
+MASK = "********"
+_SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+# Algorithms that old Luna SA 5.x/6.x sshd may need. Off unless an appliance asks for them.
+LEGACY_ALGORITHMS: dict[str, list[str]] = {
+    "keys": ["ssh-rsa"],
+    "pubkeys": ["ssh-rsa"],
+    "kex": [
+        "diffie-hellman-group-exchange-sha1",
+        "diffie-hellman-group14-sha1",
+        "diffie-hellman-group1-sha1",
+    ],
+    "ciphers": ["aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"],
+}
+
+
+@dataclass(frozen=True)
+class HostKeyPin:
+    """The appliance's expected host key: a full OpenSSH public key line or a SHA256 fingerprint."""
+
+    key_line: str | None = None
+    fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.key_line is None) == (self.fingerprint is None):
+            raise ValueError("a host key pin needs exactly one of key_line or fingerprint")
+
+    @property
+    def algorithm(self) -> str | None:
+        return self.key_line.split()[0] if self.key_line else None
+
+    def matches(self, key: paramiko.PKey) -> bool:
+        if self.key_line is not None:
+            parts = self.key_line.split()
+            return parts[0] == key.get_name() and base64.b64decode(parts[1]) == key.asbytes()
+        return fingerprint_of(key) == self.fingerprint
+
+
+def fingerprint_of(key: paramiko.PKey) -> str:
+    """The OpenSSH form of a key's SHA256 fingerprint (``SHA256:`` + unpadded base64)."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where and how to reach one appliance. Secret fields never show in a repr."""
+
+    label: str  # the Host as the user wrote it; names the appliance in every message
+    host: str
+    port: int
+    pin: HostKeyPin
+    username: str
+    password: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+    legacy_algorithms: bool = False
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """What a session reports after each command: for progress, counting and journals."""
+
+    host: str
+    command: str  # the display form: secrets masked
+    name: str
+    mutating: bool
+    ok: bool
+    seconds: float
+
+
+Observer = Callable[[CommandRecord], None]
+
+
+@dataclass(frozen=True)
+class Output:
+    """One command's output (echo and prompt removed, secrets masked) and its parsed result."""
+
+    text: str
+    result: CommandResult
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+
+def _mask(text: str, secrets: Sequence[str]) -> str:
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+class LunaShell:
+    """An interactive lunash session over one SSH connection (plus SCP channels on it)."""
+
+    def __init__(
+        self,
+        target: SshTarget,
+        *,
+        deadline: Deadline | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.target = target
+        self.deadline = deadline or Deadline.never()
+        self.observer = observer
+        self._transport: paramiko.Transport | None = None
+        self._channel: paramiko.Channel | None = None
+        self.hostname: str | None = None  # the appliance's own name, from its prompt
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> LunaShell:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def open(self, step: str = "connect") -> None:
+        t = self.target
+        timeout = self.deadline.cap(t.connect_timeout)
+        try:
+            sock = socket.create_connection((t.host, t.port), timeout=timeout)
+        except OSError as exc:
+            raise ConnectFailed(
+                t.label, step, f"cannot reach {t.host}:{t.port} ({exc.strerror or exc})"
+            ) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        disabled = {} if t.legacy_algorithms else LEGACY_ALGORITHMS
+        transport = paramiko.Transport(sock, disabled_algorithms=disabled)
+        self._transport = transport
+        if t.pin.algorithm is not None:
+            options = transport.get_security_options()
+            if t.pin.algorithm in options.key_types:
+                options.key_types = (t.pin.algorithm,)
+        try:
+            transport.start_client(timeout=timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise ConnectFailed(
+                t.label, step, f"SSH handshake with {t.host}:{t.port} failed ({exc})"
+            ) from None
+        key = transport.get_remote_server_key()
+        if not t.pin.matches(key):
+            self.close()
+            raise HostKeyMismatch(
+                t.label,
+                step,
+                f"the appliance presented {key.get_name()} {fingerprint_of(key)}, which is not the pinned "
+                "host key; no credentials were sent. Check HostKey/HostKeyFingerprint.",
+            )
+        self._authenticate(step)
+        self._open_shell(step)
+
+    def _authenticate(self, step: str) -> None:
+        t = self.target
+        transport = self._require_transport(step)
+        try:
+            if t.private_key:
+                pkey = _load_private_key(t.private_key, t.passphrase)
+                transport.auth_publickey(t.username, pkey)
+            else:
+                transport.auth_password(t.username, t.password or "")
+        except paramiko.AuthenticationException:
+            self.close()
+            raise AuthenticationFailed(
+                t.label, step, f"the appliance rejected the credentials of user '{t.username}'"
+            ) from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise ConnectFailed(
+                t.label, step, f"authentication did not complete ({type(exc).__name__})"
+            ) from None
+
+    def _open_shell(self, step: str) -> None:
+        transport = self._require_transport(step)
+        try:
+            channel = transport.open_session(timeout=self.deadline.cap(self.target.connect_timeout))
+            channel.get_pty(term="vt100", width=400, height=2000)
+            channel.invoke_shell()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise ConnectFailed(self.target.label, step, f"cannot open the lunash shell ({exc})") from None
+        self._channel = channel
+        banner = self._read_until_prompt(step, "the first lunash prompt", self.target.connect_timeout, ())
+        match = PROMPT_RE.search(banner)
+        if match and match.groupdict().get("hostname"):
+            self.hostname = match.group("hostname")
+
+    def close(self) -> None:
+        for closable in (self._channel, self._transport):
+            if closable is not None:
+                with contextlib.suppress(Exception):  # best effort on the way out
+                    closable.close()
+        self._channel = None
+        self._transport = None
+
+    # -- commands --------------------------------------------------------------------------
+    def run(self, command: Command, *, step: str | None = None, check: bool = True) -> Output:
+        """Send one lunash command and return its parsed result.
+
+        With ``check`` a non-zero result raises ``CommandFailed`` naming the command (masked).
+        """
+        step = step or command.name
+        channel = self._require_channel(step)
+        started = time.monotonic()
+        try:
+            channel.sendall((command.text + "\n").encode())
+        except (OSError, EOFError, paramiko.SSHException):
+            self.close()
+            raise ConnectionLost(
+                self.target.label, step, f"the connection closed before '{command.display}'"
+            ) from None
+        raw = self._read_until_prompt(
+            step, f"the result of '{command.display}'", command.timeout, command.secrets
+        )
+        body = _strip_echo_and_prompt(raw)
+        result = parse_result(body)
+        ok = result.ok
+        if self.observer is not None:
+            self.observer(
+                CommandRecord(
+                    host=self.target.label,
+                    command=command.display,
+                    name=command.name,
+                    mutating=command.mutating,
+                    ok=ok,
+                    seconds=time.monotonic() - started,
+                )
+            )
+        log.debug("appliance %s ran %s: %s", self.target.label, command.display, "ok" if ok else "failed")
+        if check and not ok:
+            detail = "; ".join(line.strip() for line in result.errors) or f"Command Result {result.code}"
+            raise CommandFailed(self.target.label, step, f"'{command.display}' failed: {detail}")
+        return Output(body, result)
+
+    def _read_until_prompt(self, step: str, waiting_for: str, timeout: float, secrets: Sequence[str]) -> str:
+        channel = self._require_channel(step)
+        limit = self.deadline.cap(timeout)
+        ends = time.monotonic() + limit
+        buffer = ""
+        while True:
+            tail = buffer[-400:]
+            if PROMPT_RE.search(tail):
+                return _mask(buffer, secrets)
+            if any(p.search(tail) for p in PASSWORD_PROMPT_PATTERNS):
+                # Never answer a password prompt blindly: a wrong answer to `hsm login` costs an
+                # attempt. Drop the connection instead; the appliance discards the command.
+                self.close()
+                raise UnexpectedPrompt(
+                    self.target.label, step, f"lunash asked for a password while waiting for {waiting_for}"
+                )
+            if any(p.search(tail) for p in CONFIRM_PROMPT_PATTERNS):
+                self._quit_prompt(step)
+                raise UnexpectedPrompt(
+                    self.target.label,
+                    step,
+                    f"lunash asked for confirmation while waiting for {waiting_for}; answered 'quit'",
+                )
+            remaining = ends - time.monotonic()
+            if remaining <= 0:
+                self.close()
+                raise CommandTimeout(
+                    self.target.label,
+                    step,
+                    f"no lunash prompt after {limit:.0f} s while waiting for {waiting_for}",
+                )
+            channel.settimeout(min(remaining, 1.0))
+            try:
+                chunk = channel.recv(65536)
+            except TimeoutError:
+                continue
+            except (OSError, EOFError, paramiko.SSHException):
+                chunk = b""
+            if not chunk:
+                self.close()
+                raise ConnectionLost(
+                    self.target.label,
+                    step,
+                    f"the appliance closed the connection while waiting for {waiting_for}",
+                )
+            buffer += chunk.decode("utf-8", errors="replace")
+
+    def _quit_prompt(self, step: str) -> None:
+        channel = self._require_channel(step)
+        try:
+            channel.sendall(b"quit\n")
+            self._read_until_prompt(step, "the prompt after 'quit'", 10.0, ())
+        except Exception:
+            self.close()
+
+    # -- files (SCP over exec; the appliance has no SFTP) ------------------------------------
+    def put_file(self, name: str, data: bytes, *, step: str = "upload file") -> None:
+        """Copy ``data`` to ``name`` in the appliance home directory (legacy SCP, ``scp -t``)."""
+        _check_file_name(name)
+        started = time.monotonic()
+        channel = self._exec(f"scp -t {name}", step)
+        try:
+            self._scp_ack(channel, step, name)
+            channel.sendall(f"C0644 {len(data)} {name}\n".encode())
+            self._scp_ack(channel, step, name)
+            channel.sendall(data + b"\x00")
+            self._scp_ack(channel, step, name)
+        finally:
+            channel.close()
+        if self.observer is not None:
+            self.observer(
+                CommandRecord(
+                    self.target.label, f"scp -t {name}", "scp put", True, True, time.monotonic() - started
+                )
+            )
+
+    def get_file(self, name: str, *, step: str = "download file", max_size: int = 1 << 20) -> bytes:
+        """Fetch ``name`` from the appliance home directory (legacy SCP, ``scp -f``)."""
+        _check_file_name(name)
+        started = time.monotonic()
+        channel = self._exec(f"scp -f {name}", step)
+        try:
+            channel.sendall(b"\x00")
+            header = self._scp_line(channel, step, name)
+            if not header.startswith("C"):
+                message = header[1:].strip() if header[:1] in ("\x01", "\x02") else header.strip()
+                raise CommandFailed(self.target.label, step, f"scp of '{name}' failed: {message[:200]}")
+            try:
+                size = int(header.split()[1])
+            except (IndexError, ValueError):
+                raise CommandFailed(self.target.label, step, f"scp of '{name}': bad header") from None
+            if size > max_size:
+                raise CommandFailed(self.target.label, step, f"scp of '{name}': {size} bytes is too large")
+            channel.sendall(b"\x00")
+            data = self._scp_read(channel, size + 1, step, name)
+            channel.sendall(b"\x00")
+        finally:
+            channel.close()
+        if self.observer is not None:
+            self.observer(
+                CommandRecord(
+                    self.target.label, f"scp -f {name}", "scp get", False, True, time.monotonic() - started
+                )
+            )
+        return data[:size]
+
+    def _exec(self, command: str, step: str) -> paramiko.Channel:
+        transport = self._require_transport(step)
+        try:
+            channel = transport.open_session(timeout=self.deadline.cap(30.0))
+            channel.settimeout(self.deadline.cap(30.0))
+            channel.exec_command(command)  # nosec B601 - file name validated by _check_file_name
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise ConnectionLost(self.target.label, step, f"cannot start '{command}' ({exc})") from None
+        return channel
+
+    def _scp_ack(self, channel: paramiko.Channel, step: str, name: str) -> None:
+        code = self._scp_read(channel, 1, step, name)
+        if code != b"\x00":
+            message = self._scp_line(channel, step, name) if code in (b"\x01", b"\x02") else ""
+            raise CommandFailed(self.target.label, step, f"scp of '{name}' refused: {message.strip()[:200]}")
+
+    def _scp_line(self, channel: paramiko.Channel, step: str, name: str) -> str:
+        line = b""
+        while not line.endswith(b"\n"):
+            line += self._scp_read(channel, 1, step, name)
+            if len(line) > 4096:
+                break
+        return line.decode("utf-8", errors="replace")
+
+    def _scp_read(self, channel: paramiko.Channel, size: int, step: str, name: str) -> bytes:
+        data = b""
+        while len(data) < size:
+            try:
+                chunk = channel.recv(size - len(data))
+            except TimeoutError:
+                raise CommandTimeout(self.target.label, step, f"scp of '{name}' stalled") from None
+            if not chunk:
+                raise ConnectionLost(self.target.label, step, f"scp of '{name}' ended early")
+            data += chunk
+        return data
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _require_transport(self, step: str) -> paramiko.Transport:
+        if self._transport is None or not self._transport.is_active():
+            raise ConnectionLost(self.target.label, step, "the SSH connection is not open")
+        return self._transport
+
+    def _require_channel(self, step: str) -> paramiko.Channel:
+        if self._channel is None or self._channel.closed:
+            raise ConnectionLost(self.target.label, step, "the lunash shell is not open")
+        return self._channel
+
+
+def _strip_echo_and_prompt(raw: str) -> str:
+    """The output of one command without its echoed first line and the trailing prompt."""
+    text = raw.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    if lines and lines[0].strip() != "" and not lines[0].lstrip().startswith("Command Result"):
+        lines = lines[1:]
+    if lines and PROMPT_RE.search(lines[-1]):
+        lines = lines[:-1]
+    return "\n".join(lines)
+
+
+def _check_file_name(name: str) -> None:
+    if not _SAFE_FILE_NAME.match(name):
+        raise ValueError(f"unsafe file name for the appliance: {name[:40]!r}")
+
+
+def _load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
+    errors = []
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            key: paramiko.PKey = cls.from_private_key(StringIO(text), password=passphrase)
+            return key
+        except (paramiko.SSHException, ValueError) as exc:
+            errors.append(type(exc).__name__)
+    raise paramiko.AuthenticationException("the private key could not be loaded")

@@ -1,0 +1,123 @@
+"""A lab for functional tests: simulated appliances + moto-backed secrets and parameters."""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from luna_ha.engine import Engine
+from luna_ha.secrets import SecretReader
+from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
+from luna_ha.spec import GroupSpec, parse_properties
+from luna_ha.store import ParameterStore
+
+REGION = "us-east-1"
+
+
+@dataclass
+class Lab:
+    appliances: list[SimulatedAppliance]
+    admin_password: str = field(repr=False)
+    domain: str = field(repr=False)
+    partition_password: str = field(repr=False)
+    progress: list[str] = field(default_factory=list)
+
+    @property
+    def secret_values(self) -> list[str]:
+        """Every secret value in play: none may ever appear in output, errors or parameters."""
+        return [self.admin_password, self.domain, self.partition_password] + [
+            a.password for a in self.appliances
+        ]
+
+    def appliance_props(self, appliance: SimulatedAppliance, **extra: Any) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "Host": appliance.host,
+            "Port": str(appliance.port),
+            "HostKey": appliance.host_key_line,
+            "ManagerSecretArn": f"luna/manager/{appliance.hostname}",
+        }
+        props.update(extra)
+        return props
+
+    def props(
+        self, members: list[int] | None = None, clients: dict[str, int] | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        members = members if members is not None else [0, 1]
+        clients = clients if clients is not None else {"web": 0}
+        props: dict[str, Any] = {
+            "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:luna-ha",
+            "GroupLabel": "payments-ha",
+            "PartitionName": "payments",
+            "AdminSecretArn": "luna/admin",
+            "PartitionSecretArn": "luna/partition",
+            "Appliances": [self.appliance_props(self.appliances[i]) for i in members],
+            "Clients": [{"Name": name, "Rotation": str(rotation)} for name, rotation in clients.items()],
+        }
+        props.update(extra)
+        return props
+
+    def spec(self, *args: Any, **kwargs: Any) -> GroupSpec:
+        return parse_properties(self.props(*args, **kwargs))
+
+    def engine(self, spec: GroupSpec | None = None) -> Engine:
+        return Engine(
+            secrets=SecretReader(boto3.client("secretsmanager", region_name=REGION)),
+            store=ParameterStore(
+                boto3.client("ssm", region_name=REGION), kms_key_id=spec.kms_key_id if spec else None
+            ),
+            progress=lambda host, message: self.progress.append(f"[{host}] {message}"),
+        )
+
+    def parameters(self, path: str = "/luna-ha/payments") -> dict[str, str]:
+        ssm = boto3.client("ssm", region_name=REGION)
+        found: dict[str, str] = {}
+        for page in ssm.get_paginator("get_parameters_by_path").paginate(
+            Path=path, Recursive=True, WithDecryption=True
+        ):
+            for p in page["Parameters"]:
+                found[p["Name"]] = p["Value"]
+        return found
+
+    def mutating_marks(self) -> list[int]:
+        return [a.journal.mark() for a in self.appliances]
+
+    def mutating_since(self, marks: list[int]) -> list[str]:
+        return [
+            f"{a.hostname}: {e.line}"
+            for a, m in zip(self.appliances, marks, strict=True)
+            for e in a.journal.since(m)
+            if e.mutating
+        ]
+
+
+@contextmanager
+def running_lab(n: int = 3, **options: Any) -> Iterator[Lab]:
+    """``n`` initialized appliances sharing an admin password and cloning domain; moto must be active."""
+    admin_password = "Adm1n-" + pysecrets.token_urlsafe(10)
+    domain = "Dom-" + pysecrets.token_urlsafe(10)
+    partition_password = "Part-" + pysecrets.token_urlsafe(10)
+    defaults: dict[str, Any] = {"initialized": True, "admin_password": admin_password, "domain": domain}
+    defaults.update(options)
+    # distinct loopback addresses make distinct hosts: 127.0.0.1, 127.0.0.2, ...
+    appliances = start_appliances(n, distinct_hosts=True, **defaults)
+    try:
+        sm = boto3.client("secretsmanager", region_name=REGION)
+        import json
+
+        sm.create_secret(
+            Name="luna/admin", SecretString=json.dumps({"password": admin_password, "domain": domain})
+        )
+        sm.create_secret(Name="luna/partition", SecretString=json.dumps({"password": partition_password}))
+        for a in appliances:
+            sm.create_secret(
+                Name=f"luna/manager/{a.hostname}",
+                SecretString=json.dumps({"username": a.username, "password": a.password}),
+            )
+        yield Lab(appliances, admin_password, domain, partition_password)
+    finally:
+        stop_appliances(appliances)

@@ -1,0 +1,197 @@
+"""The planner as a specification: given a goal and an observed appliance, exactly these steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from luna_ha.errors import ApplianceError, ZeroizationGuard
+from luna_ha.planner import Action, ApplianceGoal, ApplianceState, Registration, Step, plan_appliance
+
+TOKEN = "3f2a1c"
+WEB0 = f"web-{TOKEN}-r0"
+WEB1 = f"web-{TOKEN}-r1"
+FP0 = "AA:" * 15 + "00"
+FP1 = "AA:" * 15 + "01"
+
+
+def goal(**overrides: object) -> ApplianceGoal:
+    values: dict[str, object] = {
+        "host": "hsm-a",
+        "partition": "payments",
+        "token": TOKEN,
+        "registrations": {WEB0: FP0},
+    }
+    values.update(overrides)
+    return ApplianceGoal(**values)  # type: ignore[arg-type]
+
+
+def state(**overrides: object) -> ApplianceState:
+    values: dict[str, object] = {
+        "hsm_serial": "157541",
+        "hsm_label": "hsm-a",
+        "zeroized": False,
+        "attempts_left": 3,
+        "partitions": {},
+        "clients": (),
+        "registrations": {},
+    }
+    values.update(overrides)
+    return ApplianceState(**values)  # type: ignore[arg-type]
+
+
+def converged(**overrides: object) -> ApplianceState:
+    values: dict[str, object] = {
+        "partitions": {"payments": "157541008"},
+        "clients": (WEB0,),
+        "registrations": {WEB0: Registration(WEB0, WEB0, ("payments",), FP0)},
+    }
+    values.update(overrides)
+    return state(**values)
+
+
+def actions(steps: tuple[Step, ...]) -> list[str]:
+    return [str(s) for s in steps]
+
+
+def test_fresh_initialized_appliance_gets_partition_then_registration() -> None:
+    assert actions(plan_appliance(goal(), state())) == [
+        "hsm login",
+        "partition create payments",
+        f"upload certificate {WEB0}",
+        f"client register {WEB0}",
+        f"client assignPartition {WEB0} -partition payments",
+    ]
+
+
+def test_converged_appliance_needs_nothing() -> None:
+    assert plan_appliance(goal(), converged()) == ()
+
+
+def test_zeroized_hsm_with_initialize_is_initialized_first() -> None:
+    steps = plan_appliance(goal(initialize=True, hsm_label="hsm-a"), state(zeroized=True, attempts_left=None))
+    assert [s.action for s in steps[:5]] == [
+        Action.HSM_INIT,
+        Action.REGEN_CERT,
+        Action.NTLS_BIND,
+        Action.HSM_LOGIN,
+        Action.PARTITION_CREATE,
+    ]
+    assert steps[0].target == "hsm-a"
+
+
+def test_zeroized_hsm_without_initialize_is_an_error_naming_the_appliance() -> None:
+    with pytest.raises(ApplianceError, match="hsm-a.*zeroized.*Initialize"):
+        plan_appliance(goal(), state(zeroized=True, attempts_left=None))
+
+
+def test_initialized_hsm_is_never_reinitialized_even_with_initialize() -> None:
+    steps = plan_appliance(goal(initialize=True, hsm_label="hsm-a"), converged())
+    assert steps == ()
+
+
+def test_half_done_initialization_is_finished_before_the_partition() -> None:
+    # hsm init ran, the run stopped before regenCert: the label matches and there is no partition yet.
+    steps = plan_appliance(goal(initialize=True, hsm_label="hsm-a"), state())
+    assert [s.action for s in steps[:3]] == [Action.REGEN_CERT, Action.NTLS_BIND, Action.HSM_LOGIN]
+
+
+def test_initialize_on_a_foreign_label_does_not_regenerate_the_server_certificate() -> None:
+    steps = plan_appliance(goal(initialize=True, hsm_label="hsm-a"), state(hsm_label="someone-else"))
+    assert Action.REGEN_CERT not in [s.action for s in steps]
+
+
+@pytest.mark.parametrize("attempts", [2, 1, 0, None])
+def test_login_is_refused_unless_every_attempt_remains(attempts: int | None) -> None:
+    with pytest.raises(ZeroizationGuard, match="hsm-a.*hsm login"):
+        plan_appliance(goal(), state(attempts_left=attempts))
+
+
+def test_no_login_needed_no_guard_even_with_attempts_used() -> None:
+    observed = converged(attempts_left=1, clients=(), registrations={})
+    assert [s.action for s in plan_appliance(goal(), observed)] == [
+        Action.UPLOAD_CERT,
+        Action.CLIENT_REGISTER,
+        Action.CLIENT_ASSIGN,
+    ]
+
+
+def test_registered_but_unassigned_client_is_only_assigned() -> None:
+    observed = converged(registrations={WEB0: Registration(WEB0, WEB0, (), FP0)})
+    assert actions(plan_appliance(goal(), observed)) == [f"client assignPartition {WEB0} -partition payments"]
+
+
+def test_rotation_registers_new_generation_and_keeps_the_previous() -> None:
+    steps = plan_appliance(goal(registrations={WEB0: FP0, WEB1: FP1}), converged())
+    assert [s.target for s in steps] == [WEB1, WEB1, WEB1]
+    assert Action.CLIENT_DELETE not in [s.action for s in steps]
+
+
+def test_generation_no_longer_wanted_is_revoked_then_deleted() -> None:
+    web2 = f"web-{TOKEN}-r2"
+    observed = converged(
+        clients=(WEB0, WEB1),
+        registrations={
+            WEB0: Registration(WEB0, WEB0, ("payments",), FP0),
+            WEB1: Registration(WEB1, WEB1, ("payments",), FP1),
+        },
+    )
+    steps = plan_appliance(goal(registrations={WEB1: FP1, web2: FP0}), observed)
+    assert actions(steps)[-2:] == [
+        f"client revokePartition {WEB0} -partition payments",
+        f"client delete {WEB0}",
+    ]
+    assert f"client register {web2}" in actions(steps)
+
+
+def test_registrations_of_others_are_never_touched() -> None:
+    others = ("web-999999-r0", "app01", "web-3f2a1c-rX", "web-3F2A1C-r0", f"{WEB0}.example.com")
+    observed = converged(clients=(WEB0, *others))
+    assert plan_appliance(goal(), observed) == ()
+    assert plan_appliance(goal(present=False), observed) == (
+        Step(Action.CLIENT_REVOKE, WEB0, "payments"),
+        Step(Action.CLIENT_DELETE, WEB0),
+    )
+
+
+def test_registration_with_another_certificate_is_replaced() -> None:
+    observed = converged(registrations={WEB0: Registration(WEB0, WEB0, ("payments",), FP1)})
+    assert [s.action for s in plan_appliance(goal(), observed)] == [
+        Action.CLIENT_REVOKE,
+        Action.CLIENT_DELETE,
+        Action.UPLOAD_CERT,
+        Action.CLIENT_REGISTER,
+        Action.CLIENT_ASSIGN,
+    ]
+
+
+def test_leaving_appliance_keeps_its_partition_under_retain() -> None:
+    steps = plan_appliance(goal(present=False, delete_partition=False), converged())
+    assert Action.PARTITION_DELETE not in [s.action for s in steps]
+    assert Action.HSM_LOGIN not in [s.action for s in steps]
+
+
+def test_leaving_appliance_deletes_its_partition_under_delete_after_clients() -> None:
+    steps = plan_appliance(goal(present=False, delete_partition=True), converged())
+    assert actions(steps) == [
+        f"client revokePartition {WEB0} -partition payments",
+        f"client delete {WEB0}",
+        "hsm login",
+        "partition delete payments",
+    ]
+
+
+def test_partition_delete_is_guarded_by_the_login_attempts_too() -> None:
+    with pytest.raises(ZeroizationGuard):
+        plan_appliance(goal(present=False, delete_partition=True), converged(attempts_left=2))
+
+
+def test_destroy_on_an_appliance_with_nothing_of_ours_is_empty() -> None:
+    observed = state(partitions={"payments": "157541008"}, clients=("someone",))
+    assert plan_appliance(goal(present=False), observed) == ()
+
+
+def test_replanning_after_each_partial_run_gives_the_remaining_steps() -> None:
+    full = plan_appliance(goal(), state())
+    # after login + partition create, only the client steps remain
+    partway = state(partitions={"payments": "157541008"})
+    assert plan_appliance(goal(), partway) == full[2:]
