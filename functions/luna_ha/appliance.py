@@ -107,8 +107,8 @@ def apply_steps(
         if not deadline.allows(STEP_BUDGET[step.action]):
             left = ", ".join(str(s) for s in pending[index:])
             raise DeadlineExceeded(
-                f"Appliance {shell.target.label}: not enough time left for '{step}'; "
-                f"a re-run will do what remains: {left}"
+                f"not enough time left to start '{step}' ({deadline.remaining():.0f} s left, it may take "
+                f"{STEP_BUDGET[step.action]:.0f} s); a re-run will do what remains: {left}"
             )
         if step.action is Action.UPLOAD_CERT:
             shell.put_file(f"{step.target}.pem", certificates[step.target].encode(), step=str(step))

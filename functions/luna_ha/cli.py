@@ -122,16 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if args.command == "simulate":
+        # These two own their options: hand them everything after their name.
+        if argv[:1] == ["simulate"]:
             from luna_ha.sim.cli import simulate_main
 
-            return int(simulate_main(list(args.rest)))
-        if args.command == "demo":
+            return int(simulate_main(argv[1:]))
+        if argv[:1] == ["demo"]:
             from luna_ha.demo import demo_main
 
-            return int(demo_main(list(args.rest)))
+            return int(demo_main(argv[1:]))
+        args = build_parser().parse_args(argv)
         return _group_command(args, out)
     except LunaHAError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -357,39 +357,48 @@ class Engine:
                 report.commands += 1
                 report.mutating += int(record.mutating)
 
+        step = "read manager secret"
         try:
             target = self._target(a)
             self.progress(a.host, "connecting")
+            step = "connect"
             with self.shell_factory(target, deadline, count) as shell:
                 report.connections += 1
+                step = "observe"
                 observed = appl.observe(shell, goal.token)
+                step = "plan"
                 report.planned = plan_appliance(goal, observed)
                 serials = dict(observed.partitions)
                 if apply and report.planned:
                     if secrets is None and any(s.action in _NEEDS_SECRETS for s in report.planned):
                         raise ApplianceError(
-                            a.host, "plan", "the plan needs the admin secret, which was not read"
+                            a.host, step, "the plan needs the admin secret, which was not read"
                         )
                     self.progress(a.host, f"{len(report.planned)} step(s) to run")
+                    step = "apply"
                     report.done = appl.apply_steps(
                         shell,
                         report.planned,
                         secrets=secrets or appl.GroupSecrets("", "", ""),
                         certificates=certificates,
                         deadline=deadline,
-                        on_step=lambda step: self.progress(a.host, f"done: {step}"),
+                        on_step=lambda done: self.progress(a.host, f"done: {done}"),
                     )
                     if any(s.action is Action.PARTITION_CREATE for s in report.done):
+                        step = "read partition serial"
                         serials = appl.read_partition_serials(shell)
                 report.partition_serial = serials.get(goal.partition)
                 if goal.present:
+                    step = "download server.pem"
                     report.server_cert = appl.fetch_server_cert(shell)
             self.progress(a.host, "converged" if apply else f"{len(report.planned)} step(s) planned")
-        except LunaHAError as exc:
+        except ApplianceError as exc:
             report.error = exc
-            self.progress(a.host, f"FAILED: {exc}")
+        except LunaHAError as exc:  # not tied to an appliance by itself (a secret, a parse): say where
+            report.error = ApplianceError(a.host, step, str(exc))
         except Exception as exc:  # a bug or an unexpected library error: still name the appliance
-            report.error = ApplianceError(a.host, "run", f"unexpected {type(exc).__name__}")
+            report.error = ApplianceError(a.host, step, f"unexpected {type(exc).__name__}")
+        if report.error is not None:
             self.progress(a.host, f"FAILED: {report.error}")
         report.seconds = time.monotonic() - started
         return report

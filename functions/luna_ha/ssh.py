@@ -58,6 +58,10 @@ LEGACY_ALGORITHMS: dict[str, list[str]] = {
 }
 
 
+# Host-key signature algorithms that can prove a key of each type.
+_SIGNATURES: dict[str, tuple[str, ...]] = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
+
 @dataclass(frozen=True)
 class HostKeyPin:
     """The appliance's expected host key: a full OpenSSH public key line or a SHA256 fingerprint."""
@@ -176,9 +180,14 @@ class LunaShell:
         transport = paramiko.Transport(sock, disabled_algorithms=disabled)
         self._transport = transport
         if t.pin.algorithm is not None:
+            # Ask for the pinned key's type only, so an appliance with several host keys presents
+            # the pinned one. An `ssh-rsa` key is signed with rsa-sha2-* unless legacy is enabled.
             options = transport.get_security_options()
-            if t.pin.algorithm in options.key_types:
-                options.key_types = (t.pin.algorithm,)
+            wanted = [
+                k for k in _SIGNATURES.get(t.pin.algorithm, (t.pin.algorithm,)) if k in options.key_types
+            ]
+            if wanted:
+                options.key_types = tuple(wanted)
         try:
             transport.start_client(timeout=timeout)
         except (paramiko.SSHException, OSError, EOFError) as exc:

@@ -1,8 +1,13 @@
-"""``luna-ha simulate``: run simulated Luna SA appliances on 127.0.0.1 until Ctrl-C.
+"""``luna-ha simulate``: run simulated Luna SA appliances on loopback until Ctrl-C.
 
-Prints, per appliance, what a group file needs (host, port, host key line, fingerprint) and the
-simulator's own generated credentials (manager password; HSM Admin password and cloning domain of
-an initialized HSM). Printing them is the point of this local test tool; nothing else does.
+Appliance i listens on 127.0.0.<i>, so each is a distinct ``Host``. All of them share one HSM Admin
+password and cloning domain, as the members of an HA group must. Prints, per appliance, what a
+group file needs (host, port, host key line, fingerprint) and the simulator's own generated
+credentials. Printing them is the point of this local test tool; nothing else does.
+
+With ``--aws`` it also runs moto's server on 127.0.0.1, creates the secrets a group needs there,
+writes a ready group file (``--group-file``), and prints the ``export`` lines that point the CLI
+at it: ``luna-ha apply -c group.yaml`` then works in another terminal.
 """
 
 from __future__ import annotations
@@ -10,8 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from pathlib import Path
 from typing import TextIO
 
+import yaml
+
+from luna_ha.sim.localaws import LabSecrets, environment, group_properties, local_aws, seed_secrets
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
 
 
@@ -30,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency", type=float, default=0.0, metavar="SECONDS", help="delay of every command"
     )
     parser.add_argument("--dialect", choices=("5.1", "5.4", "6.2"), default="5.4", help="appliance software")
+    parser.add_argument(
+        "--aws", action="store_true", help="also run local AWS (moto) with the group's secrets in it"
+    )
+    parser.add_argument(
+        "--group-file",
+        default="group.yaml",
+        help="with --aws: where to write the group file (default group.yaml)",
+    )
     return parser
 
 
@@ -72,11 +89,15 @@ def simulate_main(argv: list[str] | None = None, *, out: TextIO | None = None) -
             parser.error("--port-base leaves no room for the appliances")
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
+    lab = LabSecrets.generate()
     try:
         appliances = start_appliances(
             args.count,
             port_base=args.port_base,
+            distinct_hosts=True,
             initialized=not args.zeroized,
+            admin_password=None if args.zeroized else lab.admin_password,
+            domain=None if args.zeroized else lab.domain,
             default_latency=args.latency,
             dialect=args.dialect,
         )
@@ -84,11 +105,30 @@ def simulate_main(argv: list[str] | None = None, *, out: TextIO | None = None) -
         print(f"luna-ha simulate: cannot listen: {problem}", file=sys.stderr)
         return 1
     try:
-        print("Simulated Luna SA appliances on 127.0.0.1 (Ctrl-C to stop):\n", file=out)
+        print("Simulated Luna SA appliances on loopback (Ctrl-C to stop):\n", file=out)
         for index, appliance in enumerate(appliances, 1):
             print(describe(appliance, index) + "\n", file=out)
-        out.flush()
-        wait_for_interrupt()
+        if args.aws:
+            with local_aws() as endpoint:
+                seed_secrets(appliances, lab)
+                Path(args.group_file).write_text(
+                    yaml.safe_dump(group_properties(appliances), sort_keys=False)
+                )
+                print(
+                    f"Local AWS (moto: Secrets Manager, SSM) at {endpoint}; group file: {args.group_file}",
+                    file=out,
+                )
+                print("In another terminal:\n", file=out)
+                for key, value in environment(endpoint).items():
+                    print(f"  export {key}={value}", file=out)
+                print(
+                    f"  luna-ha plan -c {args.group_file}\n  luna-ha apply -c {args.group_file}\n", file=out
+                )
+                out.flush()
+                wait_for_interrupt()
+        else:
+            out.flush()
+            wait_for_interrupt()
     except KeyboardInterrupt:
         print("Stopping.", file=out)
     finally:

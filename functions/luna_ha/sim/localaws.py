@@ -1,0 +1,139 @@
+"""Local AWS for the demo and ``luna-ha simulate --aws``: moto's server on 127.0.0.1, seeded secrets.
+
+The engine is not told it talks to moto: it reads ``AWS_ENDPOINT_URL`` like any boto3 program.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from luna_ha.sim.server import SimulatedAppliance
+
+ADMIN_SECRET = "luna/admin"  # noqa: S105 - a secret name, not a value
+PARTITION_SECRET = "luna/partition"  # noqa: S105 - a secret name
+_AWS_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
+
+
+@dataclass(frozen=True)
+class LabSecrets:
+    """The shared secrets of a simulated group: every member has the same admin password and domain."""
+
+    admin_password: str = field(repr=False)
+    domain: str = field(repr=False)
+    partition_password: str = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> LabSecrets:
+        return cls(*(secrets.token_urlsafe(12) for _ in range(3)))
+
+
+def manager_secret_name(appliance: SimulatedAppliance) -> str:
+    return f"luna/manager/{appliance.hostname}"
+
+
+@contextmanager
+def local_aws(*, set_environment: bool = True) -> Iterator[str]:
+    """moto's server on 127.0.0.1; yields its endpoint URL.
+
+    With ``set_environment`` the process's ``AWS_ENDPOINT_URL``, dummy credentials and region point
+    at it for the duration (and are restored afterwards), so ordinary boto3 clients reach it.
+    """
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log lines
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    # moto keeps its state per process: start from empty, as a fresh account would
+    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310 - loopback
+    urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310 - our own loopback URL
+    saved = {k: os.environ.get(k) for k in (*_AWS_ENV, "AWS_PROFILE")}
+    if set_environment:
+        os.environ.update(environment(endpoint))
+        os.environ.pop("AWS_PROFILE", None)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        if set_environment:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def environment(endpoint: str) -> dict[str, str]:
+    """The variables that point boto3 at a local endpoint with dummy credentials."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+
+
+def seed_secrets(appliances: Sequence[SimulatedAppliance], lab: LabSecrets, client: Any = None) -> None:
+    """Create the admin, partition and per-appliance manager secrets in (local) Secrets Manager."""
+    if client is None:
+        import boto3
+
+        client = boto3.client("secretsmanager")
+    client.create_secret(
+        Name=ADMIN_SECRET, SecretString=json.dumps({"password": lab.admin_password, "domain": lab.domain})
+    )
+    client.create_secret(Name=PARTITION_SECRET, SecretString=json.dumps({"password": lab.partition_password}))
+    for a in appliances:
+        client.create_secret(
+            Name=manager_secret_name(a),
+            SecretString=json.dumps({"username": a.username, "password": a.password}),
+        )
+
+
+def appliance_properties(appliance: SimulatedAppliance, **extra: Any) -> dict[str, Any]:
+    """One ``Appliances`` entry for a simulated appliance."""
+    return {
+        "Host": appliance.host,
+        "Port": appliance.port,
+        "HostKey": appliance.host_key_line,
+        "ManagerSecretArn": manager_secret_name(appliance),
+        **extra,
+    }
+
+
+def group_properties(
+    appliances: Sequence[SimulatedAppliance], *, clients: dict[str, int] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A group over ``appliances``: zeroized ones get ``Initialize: true`` and their hostname as label."""
+    members = []
+    for a in appliances:
+        init = {"Initialize": True, "HsmLabel": a.hostname} if a.state.zeroized else {}
+        members.append(appliance_properties(a, **init))
+    props: dict[str, Any] = {
+        "GroupLabel": "payments-ha",
+        "PartitionName": "payments",
+        "AdminSecretArn": ADMIN_SECRET,
+        "PartitionSecretArn": PARTITION_SECRET,
+        "Appliances": members,
+        "Clients": [
+            {"Name": name, "Rotation": rotation} for name, rotation in (clients or {"web": 0}).items()
+        ],
+    }
+    props.update(extra)
+    return props

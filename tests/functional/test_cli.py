@@ -1,0 +1,101 @@
+"""The ``luna-ha`` CLI as a user runs it: a group file, local AWS through AWS_ENDPOINT_URL, real SSH."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from luna_ha.cli import main
+from luna_ha.sim.localaws import LabSecrets, group_properties, local_aws, seed_secrets
+from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
+
+
+@dataclass
+class Setup:
+    appliances: list[SimulatedAppliance]
+    lab: LabSecrets
+    group_file: Path
+
+    def run(self, *argv: str) -> tuple[int, str]:
+        out = io.StringIO()
+        code = main(list(argv), out=out)
+        return code, out.getvalue()
+
+    def write(self, **changes: object) -> Path:
+        props = group_properties(self.appliances)
+        props.update(changes)
+        self.group_file.write_text(yaml.safe_dump(props, sort_keys=False))
+        return self.group_file
+
+    @property
+    def secret_values(self) -> list[str]:
+        return [self.lab.admin_password, self.lab.domain, self.lab.partition_password] + [
+            a.password for a in self.appliances
+        ]
+
+
+@pytest.fixture
+def setup(aws_env: None, tmp_path: Path) -> Iterator[Setup]:
+    lab = LabSecrets.generate()
+    appliances = start_appliances(
+        2, distinct_hosts=True, initialized=True, admin_password=lab.admin_password, domain=lab.domain
+    )
+    try:
+        with local_aws():
+            seed_secrets(appliances, lab)
+            yield Setup(appliances, lab, tmp_path / "group.yaml")
+    finally:
+        stop_appliances(appliances)
+
+
+def test_plan_apply_destroy_from_a_group_file(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    group = str(setup.write())
+
+    code, planned = setup.run("plan", "-c", group)
+    assert code == 0
+    assert "partition create payments" in planned
+    assert all(a.journal.mutating() == [] for a in setup.appliances)
+
+    code, applied = setup.run("apply", "-c", group)
+    assert code == 0
+    assert "apply: ok" in applied and "PartitionSerials:" in applied
+
+    code, again = setup.run("apply", "-c", group)
+    assert code == 0 and "(0 mutating)" in again and "change(s), " in again
+
+    code, destroyed = setup.run("destroy", "-c", group)
+    assert code == 0 and "destroy: ok" in destroyed
+    assert all("payments" in a.state.partitions for a in setup.appliances)  # Retain
+
+    everything = planned + applied + again + destroyed + capsys.readouterr().err
+    for secret in setup.secret_values:
+        assert secret not in everything
+
+
+def test_bad_property_fails_before_any_appliance_is_contacted(
+    setup: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    group = str(setup.write(Clients=[{"Name": "web;rm -rf", "Rotation": 0}]))
+
+    code, _ = setup.run("apply", "-c", group)
+
+    assert code == 1
+    assert "Clients[0].Name" in capsys.readouterr().err
+    assert all(a.connections == 0 for a in setup.appliances)
+
+
+def test_failed_appliance_exits_nonzero_naming_it(setup: Setup) -> None:
+    group = str(setup.write())
+    setup.appliances[1].faults.fail("partition create")
+
+    code, output = setup.run("apply", "-c", group)
+
+    assert code == 1
+    assert "127.0.0.2" in output and "partition create" in output and "FAILED" in output
+    for secret in setup.secret_values:
+        assert secret not in output

@@ -1,0 +1,87 @@
+"""The SSH session's pure helpers: host-key pins, echo/prompt stripping, masking, file names."""
+
+from __future__ import annotations
+
+import pytest
+
+from luna_ha.sim.keys import make_ed25519_host_key
+from luna_ha.ssh import (
+    LEGACY_ALGORITHMS,
+    MASK,
+    HostKeyPin,
+    SshTarget,
+    _check_file_name,
+    _mask,
+    _strip_echo_and_prompt,
+    fingerprint_of,
+)
+
+
+def test_pin_by_key_line_matches_only_that_key() -> None:
+    key, other = make_ed25519_host_key(), make_ed25519_host_key()
+    pin = HostKeyPin(key_line=f"{key.get_name()} {key.get_base64()}")
+    assert pin.matches(key)
+    assert not pin.matches(other)
+    assert pin.algorithm == "ssh-ed25519"
+
+
+def test_pin_by_fingerprint_matches_openssh_sha256_form() -> None:
+    key = make_ed25519_host_key()
+    fingerprint = fingerprint_of(key)
+    assert fingerprint.startswith("SHA256:") and not fingerprint.endswith("=")
+    assert HostKeyPin(fingerprint=fingerprint).matches(key)
+    assert not HostKeyPin(fingerprint=fingerprint).matches(make_ed25519_host_key())
+
+
+def test_a_pin_needs_exactly_one_form() -> None:
+    with pytest.raises(ValueError):
+        HostKeyPin()
+    with pytest.raises(ValueError):
+        HostKeyPin(key_line="ssh-ed25519 AAAA", fingerprint="SHA256:x")
+
+
+def test_echo_and_prompt_are_stripped_from_command_output() -> None:
+    raw = (
+        "client list\r\n\r\nregistered client 1: web\r\n\r\n"
+        "Command Result : 0 (Success)\r\n[luna-sa] lunash:>"
+    )
+    assert _strip_echo_and_prompt(raw) == "\nregistered client 1: web\n\nCommand Result : 0 (Success)"
+
+
+def test_masking_replaces_every_secret_longest_first() -> None:
+    text = "hsm login -password abc123 ; abc"
+    assert _mask(text, ["abc", "abc123"]) == f"hsm login -password {MASK} ; {MASK}"
+    assert _mask(text, [""]) == text
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd", "-r", "a b.pem", "x;y", "", "a/b", "é.pem"])
+def test_unsafe_file_names_are_refused(name: str) -> None:
+    with pytest.raises(ValueError):
+        _check_file_name(name)
+
+
+def test_safe_file_names_pass() -> None:
+    _check_file_name("web-3f2a1c-r0.pem")
+    _check_file_name("server.pem")
+
+
+def test_target_repr_never_shows_credentials() -> None:
+    target = SshTarget(
+        label="hsm-a",
+        host="127.0.0.1",
+        port=22,
+        pin=HostKeyPin(fingerprint="SHA256:" + "A" * 43),
+        username="manager",
+        password="s3cret-pass",
+        private_key="-----BEGIN KEY-----",
+        passphrase="phrase-secret",
+    )
+    assert "s3cret-pass" not in repr(target)
+    assert "BEGIN KEY" not in repr(target)
+    assert "phrase-secret" not in repr(target)
+
+
+def test_legacy_algorithms_cover_ssh_rsa_sha1_kex_and_cbc() -> None:
+    assert "ssh-rsa" in LEGACY_ALGORITHMS["keys"]
+    assert all("sha1" in kex for kex in LEGACY_ALGORITHMS["kex"])
+    assert all(c.endswith("-cbc") for c in LEGACY_ALGORITHMS["ciphers"])
