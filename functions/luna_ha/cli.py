@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from typing import TextIO
 
+from luna_ha import compose
 from luna_ha.clock import Deadline
 from luna_ha.engine import Engine, GroupRunError, RunReport
 from luna_ha.errors import LunaHAError
@@ -26,23 +27,15 @@ def cli_physical_id(spec: GroupSpec) -> str:
 
 
 def build_engine(spec: GroupSpec, out: TextIO) -> Engine:
-    import boto3
-
-    from luna_ha.secrets import SecretReader
-    from luna_ha.store import ParameterStore
-
+    """The engine with real adapters, printing each appliance's progress as one whole line."""
     lock = threading.Lock()
 
     def progress(host: str, message: str) -> None:
-        with lock:  # appliances report from their own threads: one whole line at a time
+        with lock:  # appliances report from their own threads
             out.write(f"  [{host}] {message}\n")
             out.flush()
 
-    return Engine(
-        secrets=SecretReader(boto3.client("secretsmanager")),
-        store=ParameterStore(boto3.client("ssm"), kms_key_id=spec.kms_key_id),
-        progress=progress,
-    )
+    return compose.build_engine(spec, progress)
 
 
 def print_report(report: RunReport, out: TextIO) -> None:

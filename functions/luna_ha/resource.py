@@ -1,0 +1,123 @@
+"""CloudFormation semantics of ``Custom::LunaHAGroup`` on top of the engine (no crhelper here).
+
+- The physical id is deterministic (stack, logical id, ``PartitionName``) and known before any
+  work, so a failed Create answers with it and the rollback Delete cleans up what it started.
+- Only a ``PartitionName`` change replaces the resource; everything else converges in place.
+- Delete never fails for an id it never created, or for the rollback of a Create whose properties
+  were invalid; a Delete for a replaced id removes only what that id owns.
+- Reasons are short (CloudFormation shows 256 characters) and start with what matters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from luna_ha.clock import Deadline
+from luna_ha.engine import Engine, GroupRunError, RunReport
+from luna_ha.errors import LunaHAError, SpecError
+from luna_ha.spec import GroupSpec, parse_properties
+
+log = logging.getLogger(__name__)
+
+ID_PREFIX = "luna-ha"
+MAX_REASON = 250
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+EngineFactory = Callable[[GroupSpec], Engine]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    physical_id: str
+    data: dict[str, str] = field(default_factory=dict)
+    report: RunReport | None = None
+
+
+def physical_id_for(event: Mapping[str, Any]) -> str:
+    """``luna-ha/<stack name>/<logical id>/<PartitionName>/<stack uuid hash>``; stable across retries."""
+    stack_id = str(event.get("StackId", ""))
+    parts = stack_id.split("/")
+    stack_name = _SAFE.sub("_", parts[1] if len(parts) > 1 else "stack")[:128]
+    logical_id = _SAFE.sub("_", str(event.get("LogicalResourceId", "resource")))[:255]
+    properties = event.get("ResourceProperties") or {}
+    partition = properties.get("PartitionName") if isinstance(properties, Mapping) else None
+    partition_part = _SAFE.sub("_", partition)[:64] if isinstance(partition, str) and partition else "unnamed"
+    stack_hash = hashlib.sha256(stack_id.encode()).hexdigest()[:8]
+    return f"{ID_PREFIX}/{stack_name}/{logical_id}/{partition_part}/{stack_hash}"
+
+
+def short_reason(exc: BaseException) -> str:
+    """A reason CloudFormation shows whole: the first failure first, the count of the others after."""
+    if isinstance(exc, GroupRunError):
+        failures = exc.report.failures
+        first = str(failures[0].error) if failures else str(exc)
+        more = f" (+{len(failures) - 1} more appliance(s) failed)" if len(failures) > 1 else ""
+        text = first + more
+        if len(text) > MAX_REASON:
+            text = first[: MAX_REASON - len(more) - 3] + "..." + more
+        return text
+    text = (
+        str(exc)
+        if isinstance(exc, LunaHAError)
+        else f"internal error ({type(exc).__name__}); see the function's log"
+    )
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+class GroupResource:
+    """Create / Update / Delete of one ``Custom::LunaHAGroup`` event."""
+
+    def __init__(self, engine_factory: EngineFactory, *, margin_seconds: float = 30.0) -> None:
+        self.engine_factory = engine_factory
+        self.margin_seconds = margin_seconds
+
+    def deadline(self, remaining_seconds: float) -> Deadline:
+        """Answer well before the function's own timeout: keep a margin for the response itself."""
+        margin = min(self.margin_seconds, max(2.0, remaining_seconds * 0.2))
+        return Deadline.after(max(0.0, remaining_seconds - margin))
+
+    def create(self, event: Mapping[str, Any], remaining_seconds: float) -> Outcome:
+        physical_id = physical_id_for(event)
+        spec = parse_properties(event.get("ResourceProperties") or {})
+        report = self.engine_factory(spec).apply(spec, physical_id, deadline=self.deadline(remaining_seconds))
+        return Outcome(physical_id, report.data, report)
+
+    def update(self, event: Mapping[str, Any], remaining_seconds: float) -> Outcome:
+        spec = parse_properties(event.get("ResourceProperties") or {})
+        previous = _lenient(event.get("OldResourceProperties"))
+        physical_id = str(event.get("PhysicalResourceId") or physical_id_for(event))
+        if previous is not None and previous.partition_name != spec.partition_name:
+            # Replacement: a new partition and registrations under a new id. CloudFormation
+            # deletes the old id afterwards, which removes what the old one owns.
+            physical_id = physical_id_for(event)
+            previous = None
+        report = self.engine_factory(spec).apply(
+            spec, physical_id, previous=previous, deadline=self.deadline(remaining_seconds)
+        )
+        return Outcome(physical_id, report.data, report)
+
+    def delete(self, event: Mapping[str, Any], remaining_seconds: float) -> Outcome:
+        physical_id = str(event.get("PhysicalResourceId") or "")
+        spec = _lenient(event.get("ResourceProperties"))
+        if spec is None or not physical_id:
+            # The rollback of a Create whose properties were invalid: nothing was ever done.
+            log.info("Delete with invalid properties or no physical id: nothing of this resource exists")
+            return Outcome(physical_id)
+        report = self.engine_factory(spec).destroy(
+            spec, physical_id, deadline=self.deadline(remaining_seconds)
+        )
+        return Outcome(physical_id, {}, report)
+
+
+def _lenient(properties: object) -> GroupSpec | None:
+    if not isinstance(properties, Mapping):
+        return None
+    try:
+        return parse_properties(properties)
+    except SpecError:
+        return None

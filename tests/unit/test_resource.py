@@ -1,0 +1,58 @@
+"""CloudFormation semantics that need no appliance: physical ids and reasons."""
+
+from __future__ import annotations
+
+from luna_ha.engine import ApplianceReport, GroupRunError, RunReport
+from luna_ha.errors import ApplianceError, SpecError
+from luna_ha.resource import MAX_REASON, physical_id_for, short_reason
+
+STACK = "arn:aws:cloudformation:us-east-1:123456789012:stack/payments/0f3c5e10-1111-2222-3333-444455556666"
+
+
+def event(**props: object) -> dict[str, object]:
+    return {
+        "StackId": STACK,
+        "LogicalResourceId": "Group",
+        "ResourceProperties": {"PartitionName": "payments", **props},
+    }
+
+
+def test_physical_id_is_deterministic_and_names_stack_logical_id_and_partition() -> None:
+    first, second = physical_id_for(event()), physical_id_for(event(GroupLabel="other"))
+    assert first == second
+    assert first.startswith("luna-ha/payments/Group/payments/")
+
+
+def test_physical_id_changes_with_partition_name_and_with_the_stack() -> None:
+    assert physical_id_for(event()) != physical_id_for(event(PartitionName="orders"))
+    other_stack = {**event(), "StackId": STACK.replace("0f3c5e10", "0f3c5e11")}
+    assert physical_id_for(event()) != physical_id_for(other_stack)
+
+
+def test_physical_id_of_invalid_properties_is_still_safe_and_short() -> None:
+    pid = physical_id_for(event(PartitionName="x" * 5000 + "\n;rm"))
+    assert "\n" not in pid and ";" not in pid and len(pid) < 1024
+    assert physical_id_for({"StackId": STACK, "LogicalResourceId": "G"}).startswith(
+        "luna-ha/payments/G/unnamed/"
+    )
+
+
+def test_reason_names_the_property() -> None:
+    assert short_reason(SpecError("Appliances[1].Host", "bad")) == "Property Appliances[1].Host: bad"
+
+
+def test_reason_puts_the_first_failed_appliance_first_and_counts_the_others() -> None:
+    reports = [
+        ApplianceReport("10.0.0.1", error=ApplianceError("10.0.0.1", "connect", "refused " + "x" * 400)),
+        ApplianceReport("10.0.0.2"),
+        ApplianceReport("10.0.0.3", error=ApplianceError("10.0.0.3", "hsm login", "no")),
+    ]
+    reason = short_reason(GroupRunError(RunReport("apply", reports)))
+    assert reason.startswith("Appliance 10.0.0.1, step 'connect': refused")
+    assert reason.endswith("(+1 more appliance(s) failed)")
+    assert len(reason) <= MAX_REASON
+
+
+def test_unexpected_errors_do_not_leak_their_text() -> None:
+    reason = short_reason(KeyError("s3cret-value"))
+    assert "s3cret" not in reason and "KeyError" in reason
