@@ -83,7 +83,7 @@ def _progress(host: str, message: str) -> None:
 
 
 def _engine(spec: GroupSpec) -> Engine:
-    return compose.build_engine(spec, _progress)
+    return compose.build_engine(spec, _progress, deletion_markers=True)
 
 
 resource = GroupResource(

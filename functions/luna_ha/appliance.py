@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from luna_ha.clock import Deadline
 from luna_ha.errors import DeadlineExceeded
 from luna_ha.lunash import commands as lc
+from luna_ha.lunash.dialect import Outcome
 from luna_ha.lunash.parsers import (
     parse_client_fingerprint,
     parse_client_list,
@@ -41,6 +42,16 @@ STEP_BUDGET: dict[Action, float] = {
 }
 
 
+_GONE = frozenset({Outcome.NO_SUCH_CLIENT})
+# Failures that mean the step's effect is already there (another run, or an earlier attempt whose
+# answer was lost): the step counts as done.
+ALREADY_DONE: dict[Action, frozenset[Outcome]] = {
+    Action.CLIENT_ASSIGN: frozenset({Outcome.ALREADY_ASSIGNED}),
+    Action.CLIENT_REVOKE: frozenset({Outcome.NOT_ASSIGNED, Outcome.NO_SUCH_CLIENT}),
+    Action.CLIENT_DELETE: frozenset({Outcome.NO_SUCH_CLIENT}),
+}
+
+
 @dataclass(frozen=True)
 class GroupSecrets:
     """The secret values one run needs on the appliances; never shown in a repr."""
@@ -65,10 +76,15 @@ def observe(shell: LunaShell, token: str) -> ApplianceState:
         for name in clients:
             if parse_registration(name, token) is None:
                 continue
-            shown = parse_client_show(shell.run(lc.build_client_show(name), step="observe: client show").text)
-            fingerprint = parse_client_fingerprint(
-                shell.run(lc.build_client_fingerprint(name), step="observe: client fingerprint").text
+            # A client may vanish between `client list` and here (another run deleting it).
+            shown_output = shell.run(lc.build_client_show(name), step="observe: client show", tolerate=_GONE)
+            fingerprint_output = shell.run(
+                lc.build_client_fingerprint(name), step="observe: client fingerprint", tolerate=_GONE
             )
+            if not (shown_output.ok and fingerprint_output.ok):
+                continue
+            shown = parse_client_show(shown_output.text)
+            fingerprint = parse_client_fingerprint(fingerprint_output.text)
             registrations[name] = Registration(
                 name=name,
                 hostname=shown.hostname,
@@ -113,7 +129,7 @@ def apply_steps(
         if step.action is Action.UPLOAD_CERT:
             shell.put_file(f"{step.target}.pem", certificates[step.target].encode(), step=str(step))
         else:
-            shell.run(_command_for(step, secrets), step=str(step))
+            shell.run(_command_for(step, secrets), step=str(step), tolerate=ALREADY_DONE.get(step.action, ()))
         done.append(step)
         if on_step is not None:
             on_step(step)

@@ -10,7 +10,9 @@ from luna_ha.engine import Engine, Progress
 from luna_ha.spec import GroupSpec
 
 
-def build_engine(spec: GroupSpec, progress: Progress | None = None) -> Engine:
+def build_engine(
+    spec: GroupSpec, progress: Progress | None = None, *, deletion_markers: bool = False
+) -> Engine:
     import boto3
 
     from luna_ha.secrets import SecretReader
@@ -20,4 +22,5 @@ def build_engine(spec: GroupSpec, progress: Progress | None = None) -> Engine:
         secrets=SecretReader(boto3.client("secretsmanager")),
         store=ParameterStore(boto3.client("ssm"), kms_key_id=spec.kms_key_id),
         progress=progress,
+        deletion_markers=deletion_markers,
     )

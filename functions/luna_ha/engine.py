@@ -19,7 +19,16 @@ from luna_ha import appliance as appl
 from luna_ha.certs import generate_client_credential, luna_fingerprint
 from luna_ha.clock import Deadline
 from luna_ha.errors import ApplianceError, LunaHAError, SpecError
-from luna_ha.layout import GroupDocument, Member, Parameter, build_layout, owned_by, plan_parameters
+from luna_ha.layout import (
+    GroupDocument,
+    Member,
+    Parameter,
+    ParameterPlan,
+    build_layout,
+    deletion_marker_name,
+    owned_by,
+    plan_parameters,
+)
 from luna_ha.ownership import ownership_token, parse_registration, registration_name
 from luna_ha.planner import Action, ApplianceGoal, Step, plan_appliance
 from luna_ha.secrets import SecretReader
@@ -78,6 +87,10 @@ class RunReport:
         return [a for a in self.appliances if not a.ok]
 
 
+class ResourceDeleted(LunaHAError):
+    """A Delete of this resource has begun (possibly while this operation was running)."""
+
+
 class GroupRunError(LunaHAError):
     """One or more appliances failed; the report says what each did and where each stopped."""
 
@@ -110,6 +123,7 @@ class Engine:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Progress | None = None,
         max_workers: int = 16,
+        deletion_markers: bool = False,
     ) -> None:
         self.secrets = secrets
         self.store = store
@@ -117,6 +131,10 @@ class Engine:
         self.now = now
         self.progress = progress or (lambda host, message: None)
         self.max_workers = max_workers
+        # CloudFormation may send Delete while a Create still runs (in another invocation). With
+        # markers, Delete first writes <path>/deleting = its id; an apply of that id refuses to
+        # start, and one already running undoes its work instead of publishing.
+        self.deletion_markers = deletion_markers
 
     # -- public operations ---------------------------------------------------------------
     def plan(self, spec: GroupSpec, physical_id: str, *, deadline: Deadline | None = None) -> RunReport:
@@ -147,6 +165,7 @@ class Engine:
         token = ownership_token(physical_id)
         group_secrets = self._group_secrets(spec)
         existing = self.store.read(spec.parameter_path)
+        self._refuse_if_deleting(existing, spec, physical_id)
         generations = self._generations(spec, token, existing, create=True)
         # Publish new client keys before any appliance registers them: a run that stops half-way
         # leaves a key the next run reuses, never a registration whose key is lost.
@@ -162,7 +181,13 @@ class Engine:
             report.parameters_put = new_credentials
             report.seconds = time.monotonic() - started
             raise GroupRunError(report)
-        existing = self.store.read(spec.parameter_path) if new_credentials else existing
+        if new_credentials or self.deletion_markers:
+            existing = self.store.read(spec.parameter_path)
+        if self._deleting(existing, spec, physical_id):
+            self.destroy(spec, physical_id, deadline=deadline)
+            raise ResourceDeleted(
+                f"a Delete of {physical_id} arrived while this operation ran; its changes were undone"
+            )
         document = self._document(spec, physical_id, reports, generations)
         server_certs = {r.host: r.server_cert or "" for r in reports if not r.leaving}
         by_client: dict[str, dict[str, tuple[str, str]]] = {}
@@ -192,6 +217,9 @@ class Engine:
         started = time.monotonic()
         token = ownership_token(physical_id)
         existing = self.store.read(spec.parameter_path)
+        if self.deletion_markers:
+            marker = Parameter(deletion_marker_name(spec.parameter_path), physical_id, secure=False)
+            self.store.apply(ParameterPlan(puts=(marker,)))
         owns_parameters = owned_by(existing, physical_id)
         group_secrets = self._group_secrets(spec) if spec.partition_deletion_policy == "Delete" else None
         goals = self._goals(
@@ -211,6 +239,17 @@ class Engine:
         report.parameters_deleted = tuple(plan.deletes)
         report.seconds = time.monotonic() - started
         return report
+
+    # -- deletion markers -------------------------------------------------------------------
+    def _deleting(self, existing: Mapping[str, Parameter], spec: GroupSpec, physical_id: str) -> bool:
+        marker = existing.get(deletion_marker_name(spec.parameter_path))
+        return self.deletion_markers and marker is not None and marker.value == physical_id
+
+    def _refuse_if_deleting(
+        self, existing: Mapping[str, Parameter], spec: GroupSpec, physical_id: str
+    ) -> None:
+        if self._deleting(existing, spec, physical_id):
+            raise ResourceDeleted(f"{physical_id} is being deleted; nothing was done")
 
     # -- preparation -----------------------------------------------------------------------
     def _group_secrets(self, spec: GroupSpec) -> appl.GroupSecrets:
@@ -245,19 +284,37 @@ class Engine:
         return result
 
     def _publish_credentials(
-        self, spec: GroupSpec, generations: Sequence[Generation], existing: Mapping[str, Parameter]
+        self, spec: GroupSpec, generations: list[Generation], existing: Mapping[str, Parameter]
     ) -> tuple[str, ...]:
-        wanted: dict[str, Parameter] = {}
-        for g in generations:
+        """Write each new generation's key and certificate once; if another run wrote them first
+        (a duplicated event), adopt what it wrote so that every run registers the same certificate."""
+        written: list[str] = []
+        for index, g in enumerate(generations):
             base = _param(spec.parameter_path, f"clients/{g.client}/{g.name}")
-            wanted[f"{base}/cert"] = Parameter(f"{base}/cert", g.cert_pem, secure=False)
-            wanted[f"{base}/key"] = Parameter(f"{base}/key", g.key_pem, secure=True)
-        missing = {name: p for name, p in wanted.items() if name not in existing}
-        if not missing:
-            return ()
-        plan = plan_parameters(missing, {}, rewrite_secure=False, path=spec.parameter_path)
-        self.store.apply(plan)
-        return tuple(p.name for p in plan.puts)
+            if f"{base}/key" in existing and f"{base}/cert" in existing:
+                continue
+            key, cert = (
+                Parameter(f"{base}/key", g.key_pem, secure=True),
+                Parameter(f"{base}/cert", g.cert_pem),
+            )
+            if self.store.create(key):
+                self.store.apply(ParameterPlan(puts=(cert,)))
+                written += [key.name, cert.name]
+                continue
+            adopted = self._read_generation(spec.parameter_path, base, g)
+            generations[index] = adopted
+        return tuple(written)
+
+    def _read_generation(self, path: str, base: str, g: Generation, attempts: int = 10) -> Generation:
+        for _ in range(attempts):
+            latest = self.store.read(path)
+            key, cert = latest.get(f"{base}/key"), latest.get(f"{base}/cert")
+            if key is not None and cert is not None:
+                return Generation(g.client, g.name, cert.value, key.value)
+            time.sleep(0.2)  # the other writer puts the certificate right after the key
+        raise LunaHAError(
+            f"the certificate of {g.name} was not published by the run that wrote its key; re-run"
+        )
 
     def _goals(
         self,

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 GROUP = "group"
 CURRENT = "current"
+DELETING = "deleting"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 _HOST_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
@@ -224,6 +225,11 @@ def host_from_segment(segment: str) -> str:
         pos = match.end()
     raw += segment[pos:].encode("ascii")
     return raw.decode("utf-8")
+
+
+def deletion_marker_name(path: str) -> str:
+    """``<path>/deleting``: the physical id whose Delete has begun (see ``Engine.deletion_markers``)."""
+    return f"{check_path(path)}/{DELETING}"
 
 
 def group_name(path: str) -> str:

@@ -19,7 +19,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from io import StringIO
 from types import TracebackType
@@ -37,8 +37,8 @@ from luna_ha.errors import (
     UnexpectedPrompt,
 )
 from luna_ha.lunash.commands import Command
-from luna_ha.lunash.dialect import CONFIRM_PROMPT_PATTERNS, PASSWORD_PROMPT_PATTERNS, PROMPT_RE
-from luna_ha.lunash.parsers import CommandResult, parse_result
+from luna_ha.lunash.dialect import CONFIRM_PROMPT_PATTERNS, PASSWORD_PROMPT_PATTERNS, PROMPT_RE, Outcome
+from luna_ha.lunash.parsers import CommandResult, known_outcome, parse_result
 
 log = logging.getLogger(__name__)
 
@@ -251,10 +251,19 @@ class LunaShell:
         self._transport = None
 
     # -- commands --------------------------------------------------------------------------
-    def run(self, command: Command, *, step: str | None = None, check: bool = True) -> Output:
+    def run(
+        self,
+        command: Command,
+        *,
+        step: str | None = None,
+        check: bool = True,
+        tolerate: Collection[Outcome] = (),
+    ) -> Output:
         """Send one lunash command and return its parsed result.
 
-        With ``check`` a non-zero result raises ``CommandFailed`` naming the command (masked).
+        With ``check`` a failed result raises ``CommandFailed`` naming the command (masked), unless
+        it is one of the known outcomes in ``tolerate`` (``client delete`` of a client that is
+        already gone, say): then the failed ``Output`` is returned for the caller to read.
         """
         step = step or command.name
         channel = self._require_channel(step)
@@ -284,7 +293,7 @@ class LunaShell:
                 )
             )
         log.debug("appliance %s ran %s: %s", self.target.label, command.display, "ok" if ok else "failed")
-        if check and not ok:
+        if check and not ok and known_outcome(command.name, result) not in tolerate:
             detail = "; ".join(line.strip() for line in result.errors) or f"Command Result {result.code}"
             raise CommandFailed(self.target.label, step, f"'{command.display}' failed: {detail}")
         return Output(body, result)

@@ -83,13 +83,21 @@ class ParameterStore:
             changed += self._delete(deletes[start : start + DELETE_BATCH])
         return changed
 
-    def _put(self, parameter: Parameter) -> None:
+    def create(self, parameter: Parameter) -> bool:
+        """Write ``parameter`` only if it does not exist yet; False when another writer was first.
+
+        Two runs generating the same client generation at once (a duplicated event) thus agree
+        on one key: the loser reads the winner's.
+        """
+        return self._put(parameter, overwrite=False)
+
+    def _put(self, parameter: Parameter, *, overwrite: bool = True) -> bool:
         size = len(parameter.value.encode("utf-8"))
         request: PutParameterRequestTypeDef = {
             "Name": parameter.name,
             "Value": parameter.value,
             "Type": "SecureString" if parameter.secure else "String",
-            "Overwrite": True,
+            "Overwrite": overwrite,
             "Tier": "Advanced" if size > STANDARD_TIER_MAX_BYTES else "Standard",
         }
         if parameter.secure and self.kms_key_id:
@@ -102,8 +110,11 @@ class ParameterStore:
             self._client.put_parameter(**request)
         except (ClientError, BotoCoreError) as exc:
             code = _code(exc)
+        if code == "ParameterAlreadyExists" and not overwrite:
+            return False
         if code is not None:
             raise StoreError(f"Cannot write parameter {parameter.name}: {code}")
+        return True
 
     def _delete(self, names: list[str]) -> int:
         self.calls += 1

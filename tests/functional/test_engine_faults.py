@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from moto import mock_aws
 
+from luna_ha.certs import luna_fingerprint
 from luna_ha.clock import Deadline
-from luna_ha.engine import GroupRunError
+from luna_ha.engine import GroupRunError, ResourceDeleted
+from luna_ha.ownership import ownership_token
+from luna_ha.sim.server import wait_for
 from luna_ha.spec import parse_properties
 from tests.functional.lab import Lab, running_lab
 
 ID = "faults|Group|payments"
+PATH = "/luna-ha/payments"
 
 
 @pytest.fixture
@@ -67,3 +72,43 @@ def test_rsa_pinned_appliance_with_several_host_keys_presents_the_pinned_one(aws
         spec = parse_properties(props)
         assert spec.appliances[0].host_key is not None and spec.appliances[0].host_key.startswith("ssh-rsa ")
         assert lab.engine().apply(spec, ID).ok
+
+
+def test_delete_arriving_while_create_runs_leaves_nothing_behind(lab: Lab) -> None:
+    spec = lab.spec()
+    hang = lab.appliances[1].faults.hang("client register")
+    creating = lab.engine()
+    creating.deletion_markers = True
+    with ThreadPoolExecutor(2) as pool:
+        create = pool.submit(creating.apply, spec, ID)
+        assert hang.wait_started(10)
+        deleting = lab.engine()
+        deleting.deletion_markers = True
+        delete = pool.submit(deleting.destroy, spec, ID)
+        # the Delete marks the resource first; then let the Create's hanging command finish
+        assert wait_for(lambda: f"{PATH}/deleting" in lab.parameters(), 10)
+        hang.release()
+        with pytest.raises(ResourceDeleted):
+            create.result(timeout=60)
+        delete.result(timeout=60)
+    lab.appliances[1].faults.clear()
+
+    for appliance in lab.appliances:
+        assert appliance.state.clients == {}
+    assert set(lab.parameters()) == {f"{PATH}/deleting"}
+    with pytest.raises(ResourceDeleted):
+        creating.apply(spec, ID)  # a retried Create of a deleted id does nothing
+
+
+def test_duplicate_events_running_at_once_agree_on_one_certificate(lab: Lab) -> None:
+    spec = lab.spec()
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(lab.engine().apply, spec, ID) for _ in range(2)]
+        for run in runs:
+            run.exception(timeout=60)  # one may lose a race on an appliance; a re-run converges
+    assert lab.engine().apply(spec, ID).ok
+
+    web0 = f"web-{ownership_token(ID)}-r0"
+    published = luna_fingerprint(lab.parameters()[f"{PATH}/clients/web/{web0}/cert"])
+    for appliance in lab.appliances[:2]:
+        assert appliance.state.clients[web0].fingerprint == published
