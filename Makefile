@@ -10,9 +10,19 @@ PYTHON ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bi
 	if command -v "$$p" >/dev/null 2>&1 && "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; \
 	then echo "$$p"; break; fi; done)
 STAMP := $(VENV)/.installed
+# SAM CLI pins an older boto3 than the project: it gets its own venv.
+SAM_VENV ?= .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_STAMP := $(SAM_VENV)/.installed
+SAM_CLI_VERSION ?= 1.170.*
+# Instruction set of the provider function and its layer: arm64 | x86_64 (make build ARCH=x86_64).
+ARCH ?= arm64
+# `sam build` of the python3.13 function needs python3.13 on PATH.
+PYTHON313 ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null) \
+	python3.13; do command -v "$$p" 2>/dev/null && break; done)
 PYTEST_FLAGS ?= -q
 
-.PHONY: help venv demo test lint typecheck unit functional templates bench build clean
+.PHONY: help venv sam demo test lint typecheck unit functional templates bench build wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,10 +37,20 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project with its dev tools
 
+$(SAM_STAMP):
+	@test -n "$(PYTHON)" || { echo "need python >= 3.11 (3.13 preferred)"; exit 1; }
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
+	$(SAM_VENV)/bin/python -m pip install -q 'aws-sam-cli==$(SAM_CLI_VERSION)' 2>&1 | grep -v 'is ignored' || true
+	SAM_CLI_TELEMETRY=0 $(SAM) --version
+	@touch $@
+
+sam: $(SAM_STAMP) ## create .venv-sam with the AWS SAM CLI
+
 demo: $(STAMP) ## run the whole lifecycle locally: simulated appliances + moto
 	$(BIN)/luna-ha demo
 
-test: lint typecheck ## ruff, mypy and every test tier
+test: lint typecheck $(SAM_STAMP) ## ruff, mypy and every test tier
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests
 
 lint: $(STAMP)
@@ -46,12 +66,21 @@ unit: $(STAMP) ## the pure, fast tests only
 functional: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/functional
 
+templates: $(STAMP) $(SAM_STAMP) ## cfn-lint, sam validate --lint and sam build of templates/
+	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/templates
+
 bench: $(STAMP) ## print benchmark tables and ratios
 	$(BIN)/python bench/run.py
 
-build: $(STAMP) ## build the distribution (wheel) into dist/
+build: $(SAM_STAMP) ## sam build of the provider (function + layer for ARCH) into .aws-sam/build
+	@test -n "$(PYTHON313)" || { echo "sam build of the python3.13 function needs python3.13 (pyenv or PATH)"; exit 1; }
+	PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 LAYER_ARCH=$(ARCH) \
+		LAYER_PIP="$(abspath $(SAM_VENV))/bin/python -m pip" \
+		$(SAM) build --template templates/provider.yaml --parameter-overrides Architecture=$(ARCH)
+
+wheel: $(STAMP) ## build the distribution (wheel) into dist/
 	$(BIN)/python -m pip wheel -q --no-deps -w dist . 2>&1 | grep -v 'is ignored' || true
 	@ls dist/*.whl
 
 clean:
-	rm -rf $(VENV) build dist .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) build dist .aws-sam .mypy_cache .ruff_cache .pytest_cache
