@@ -12,6 +12,7 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Callable
 from http.client import HTTPSConnection
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -73,11 +74,6 @@ class _Resource(CfnResource):
         super()._send(status, reason, send_response=send_response)  # type: ignore[misc]  # private in the stubs
 
 
-helper = _Resource(json_logging=False, log_level="INFO", boto_level="ERROR", sleep_on_delete=2)
-# crhelper resets the root logger's level on every call; keep its own chatter (and botocore's) quiet.
-logging.getLogger("crhelper").setLevel(logging.WARNING)
-
-
 def _progress(host: str, message: str) -> None:
     logger.info(message, extra={"appliance": host})
 
@@ -91,56 +87,63 @@ resource = GroupResource(
 )
 
 
-def _run(operation: str, event: dict[str, Any], context: Any) -> str:
-    remaining = context.get_remaining_time_in_millis() / 1000.0
-    started = time.monotonic()
-    try:
-        outcome: Outcome = getattr(resource, operation)(event, remaining)
-    except Exception as exc:
-        metrics.add_metric(name="Failures", unit=MetricUnit.Count, value=1)
-        reason = short_reason(exc)
-        logger.error("operation failed", extra={"operation": operation, "reason": reason})
-        raise RuntimeError(reason) from None
-    finally:
-        metrics.add_metric(
-            name=f"{operation.capitalize()}Duration",
-            unit=MetricUnit.Seconds,
-            value=time.monotonic() - started,
+def build_handler() -> Callable[[dict[str, Any], Any], None]:
+    """A Lambda handler with its own crhelper instance (one per container, as Lambda has)."""
+    helper = _Resource(json_logging=False, log_level="INFO", boto_level="ERROR", sleep_on_delete=2)
+    # crhelper sets the root logger's level on every call; keep its own chatter quiet.
+    logging.getLogger("crhelper").setLevel(logging.WARNING)
+
+    def run(operation: str, event: dict[str, Any], context: Any) -> str:
+        remaining = context.get_remaining_time_in_millis() / 1000.0
+        started = time.monotonic()
+        try:
+            outcome: Outcome = getattr(resource, operation)(event, remaining)
+        except Exception as exc:
+            metrics.add_metric(name="Failures", unit=MetricUnit.Count, value=1)
+            reason = short_reason(exc)
+            logger.error("operation failed", extra={"operation": operation, "reason": reason})
+            raise RuntimeError(reason) from None
+        finally:
+            metrics.add_metric(
+                name=f"{operation.capitalize()}Duration",
+                unit=MetricUnit.Seconds,
+                value=time.monotonic() - started,
+            )
+        helper.Data.update(outcome.data)
+        if outcome.report is not None:
+            changed = sum(1 for a in outcome.report.appliances if a.done)
+            metrics.add_metric(name="AppliancesChanged", unit=MetricUnit.Count, value=changed)
+        logger.info("operation done", extra={"operation": operation, "physical_id": outcome.physical_id})
+        return outcome.physical_id
+
+    @helper.create
+    def create(event: dict[str, Any], context: Any) -> str:
+        helper.PhysicalResourceId = physical_id_for(event)  # before any work: a failed Create answers with it
+        return run("create", event, context)
+
+    @helper.update
+    def update(event: dict[str, Any], context: Any) -> str:
+        helper.PhysicalResourceId = event.get("PhysicalResourceId") or physical_id_for(event)
+        return run("update", event, context)
+
+    @helper.delete
+    def delete(event: dict[str, Any], context: Any) -> str:
+        helper.PhysicalResourceId = event.get("PhysicalResourceId") or ""
+        return run("delete", event, context)
+
+    @logger.inject_lambda_context(log_event=False, clear_state=True)
+    @metrics.log_metrics
+    @tracer.capture_lambda_handler(capture_response=False)
+    def handler(event: dict[str, Any], context: Any) -> None:
+        logger.set_correlation_id(event.get("RequestId"))
+        logger.append_keys(
+            stack=str(event.get("StackId", "")).split("/")[1:2],
+            logical_id=event.get("LogicalResourceId"),
+            request_type=event.get("RequestType"),
         )
-    helper.Data.update(outcome.data)
-    if outcome.report is not None:
-        changed = sum(1 for a in outcome.report.appliances if a.done)
-        metrics.add_metric(name="AppliancesChanged", unit=MetricUnit.Count, value=changed)
-    logger.info("operation done", extra={"operation": operation, "physical_id": outcome.physical_id})
-    return outcome.physical_id
+        helper(event, context)
+
+    return handler
 
 
-@helper.create
-def create(event: dict[str, Any], context: Any) -> str:
-    helper.PhysicalResourceId = physical_id_for(event)  # before any work: a failed Create answers with it
-    return _run("create", event, context)
-
-
-@helper.update
-def update(event: dict[str, Any], context: Any) -> str:
-    helper.PhysicalResourceId = event.get("PhysicalResourceId") or physical_id_for(event)
-    return _run("update", event, context)
-
-
-@helper.delete
-def delete(event: dict[str, Any], context: Any) -> str:
-    helper.PhysicalResourceId = event.get("PhysicalResourceId") or ""
-    return _run("delete", event, context)
-
-
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: Any) -> None:
-    logger.set_correlation_id(event.get("RequestId"))
-    logger.append_keys(
-        stack=str(event.get("StackId", "")).split("/")[1:2],
-        logical_id=event.get("LogicalResourceId"),
-        request_type=event.get("RequestType"),
-    )
-    helper(event, context)
+handler = build_handler()

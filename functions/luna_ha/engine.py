@@ -8,6 +8,7 @@ build an ``Engine`` with real adapters; tests build it against the simulator and
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -164,8 +165,8 @@ class Engine:
         started = time.monotonic()
         token = ownership_token(physical_id)
         group_secrets = self._group_secrets(spec)
+        begun = self.now().timestamp()
         existing = self.store.read(spec.parameter_path)
-        self._refuse_if_deleting(existing, spec, physical_id)
         generations = self._generations(spec, token, existing, create=True)
         # Publish new client keys before any appliance registers them: a run that stops half-way
         # leaves a key the next run reuses, never a registration whose key is lost.
@@ -183,7 +184,7 @@ class Engine:
             raise GroupRunError(report)
         if new_credentials or self.deletion_markers:
             existing = self.store.read(spec.parameter_path)
-        if self._deleting(existing, spec, physical_id):
+        if self._deleted_since(existing, spec, physical_id, begun):
             self.destroy(spec, physical_id, deadline=deadline)
             raise ResourceDeleted(
                 f"a Delete of {physical_id} arrived while this operation ran; its changes were undone"
@@ -218,7 +219,8 @@ class Engine:
         token = ownership_token(physical_id)
         existing = self.store.read(spec.parameter_path)
         if self.deletion_markers:
-            marker = Parameter(deletion_marker_name(spec.parameter_path), physical_id, secure=False)
+            value = json.dumps({"id": physical_id, "at": self.now().timestamp()})
+            marker = Parameter(deletion_marker_name(spec.parameter_path), value, secure=False)
             self.store.apply(ParameterPlan(puts=(marker,)))
         owns_parameters = owned_by(existing, physical_id)
         group_secrets = self._group_secrets(spec) if spec.partition_deletion_policy == "Delete" else None
@@ -241,15 +243,21 @@ class Engine:
         return report
 
     # -- deletion markers -------------------------------------------------------------------
-    def _deleting(self, existing: Mapping[str, Parameter], spec: GroupSpec, physical_id: str) -> bool:
+    def _deleted_since(
+        self, existing: Mapping[str, Parameter], spec: GroupSpec, physical_id: str, begun: float
+    ) -> bool:
+        """A Delete of ``physical_id`` began after this run did (an older marker is a finished
+        Delete: a retried Create of the same id may build the resource again)."""
+        if not self.deletion_markers:
+            return False
         marker = existing.get(deletion_marker_name(spec.parameter_path))
-        return self.deletion_markers and marker is not None and marker.value == physical_id
-
-    def _refuse_if_deleting(
-        self, existing: Mapping[str, Parameter], spec: GroupSpec, physical_id: str
-    ) -> None:
-        if self._deleting(existing, spec, physical_id):
-            raise ResourceDeleted(f"{physical_id} is being deleted; nothing was done")
+        if marker is None:
+            return False
+        try:
+            recorded = json.loads(marker.value)
+            return bool(recorded["id"] == physical_id and float(recorded["at"]) >= begun)
+        except (ValueError, KeyError, TypeError):
+            return False
 
     # -- preparation -----------------------------------------------------------------------
     def _group_secrets(self, spec: GroupSpec) -> appl.GroupSecrets:

@@ -1,0 +1,268 @@
+"""``Custom::LunaHAGroup`` through the real Lambda handler: CloudFormation-shaped events, crhelper's
+answer over real HTTPS on 127.0.0.1, simulated appliances over SSH, moto for Secrets Manager and SSM."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+
+from luna_ha.sim.cloudformation import LocalCloudFormation, LocalStack
+from luna_ha.sim.localaws import LabSecrets, group_properties, local_aws, seed_secrets
+from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
+
+LOGICAL = "Group"
+
+
+@dataclass
+class World:
+    appliances: list[SimulatedAppliance]
+    lab: LabSecrets
+    cfn: LocalCloudFormation
+    stack: LocalStack
+
+    def props(self, members: int = 2, clients: dict[str, int] | None = None, **extra: Any) -> dict[str, Any]:
+        props = group_properties(self.appliances[:members], clients=clients or {"web": 0})
+        props.update(extra)
+        return props
+
+    def parameters(self, path: str = "/luna-ha/payments") -> dict[str, str]:
+        ssm = boto3.client("ssm")
+        found: dict[str, str] = {}
+        for page in ssm.get_paginator("get_parameters_by_path").paginate(
+            Path=path, Recursive=True, WithDecryption=True
+        ):
+            found.update({p["Name"]: p["Value"] for p in page["Parameters"]})
+        return found
+
+    def clients_on(self, index: int) -> set[str]:
+        return set(self.appliances[index].state.clients)
+
+    def marks(self) -> list[int]:
+        return [a.journal.mark() for a in self.appliances]
+
+    def mutations_since(self, marks: list[int]) -> list[str]:
+        return [
+            e.line
+            for a, m in zip(self.appliances, marks, strict=True)
+            for e in a.journal.since(m)
+            if e.mutating
+        ]
+
+    @property
+    def secret_values(self) -> list[str]:
+        values = [self.lab.admin_password, self.lab.domain, self.lab.partition_password]
+        return values + [a.password for a in self.appliances]
+
+
+def fresh_handler() -> Callable[[dict[str, Any], Any], None]:
+    """A handler with its own crhelper instance, as a new Lambda execution environment has."""
+    return importlib.import_module("luna_ha.app").build_handler()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def world(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("LUNA_HA_RESPONSE_MARGIN_SECONDS", "5")
+    lab = LabSecrets.generate()
+    appliances = start_appliances(
+        3, distinct_hosts=True, initialized=True, admin_password=lab.admin_password, domain=lab.domain
+    )
+    try:
+        with local_aws():
+            seed_secrets(appliances, lab)
+            with LocalCloudFormation(
+                fresh_handler(), timeout_seconds=120, environment_factory=fresh_handler
+            ) as cfn:
+                yield World(appliances, lab, cfn, LocalStack(cfn))
+    finally:
+        stop_appliances(appliances)
+
+
+def test_create_configures_appliances_publishes_and_returns_data(world: World) -> None:
+    operation = world.stack.create(LOGICAL, world.props())
+
+    assert operation.succeeded, operation.describe()
+    response = operation.exchanges[-1].response
+    assert response is not None
+    assert response.physical_resource_id.startswith("luna-ha/luna-ha-demo/Group/payments/")
+    data = response.data
+    serials = [world.appliances[i].state.partitions["payments"].serial for i in (0, 1)]
+    assert data["PartitionSerials"] == ",".join(serials)
+    assert data["HAGroupSerial"] == "1" + serials[0]
+    assert data["ParameterPath"] == "/luna-ha/payments"
+    assert data["Members"] == "127.0.0.1,127.0.0.2"
+    assert data["ClientRegistrations"].startswith("web=web-")
+    assert all(isinstance(v, str) for v in data.values()) and response.body_size < 4096
+    assert json.loads(world.parameters()["/luna-ha/payments/group"])["owner"] == response.physical_resource_id
+
+
+def test_update_with_nothing_changed_writes_nothing_and_returns_the_same_data(world: World) -> None:
+    created = world.stack.create(LOGICAL, world.props())
+    marks = world.marks()
+    versions = {p: v for p, v in _versions().items()}
+
+    updated = world.stack.update(LOGICAL, {**world.props(), "ServiceTimeout": "600"}, force=True)
+
+    assert updated.succeeded, updated.describe()
+    assert world.mutations_since(marks) == []
+    assert _versions() == versions
+    before, after = created.exchanges[-1].response, updated.exchanges[-1].response
+    assert before is not None and after is not None
+    assert after.data == before.data and after.physical_resource_id == before.physical_resource_id
+
+
+def test_duplicate_event_is_harmless(world: World) -> None:
+    world.stack.create(LOGICAL, world.props())
+    marks = world.marks()
+    duplicate = world.stack.duplicate_last()
+    assert duplicate.succeeded
+    assert world.mutations_since(marks) == []
+
+
+def test_rotation_and_added_appliance_and_removed_client(world: World) -> None:
+    world.stack.create(LOGICAL, world.props(clients={"web": 0, "batch": 0}))
+    rotated = world.stack.update(LOGICAL, world.props(clients={"web": 1, "batch": 0}))
+    assert rotated.succeeded, rotated.describe()
+    web = {c for c in world.clients_on(0) if c.startswith("web-")}
+    assert {c[-2:] for c in web} == {"r0", "r1"}
+
+    grown = world.stack.update(LOGICAL, world.props(members=3, clients={"web": 1}))
+    assert grown.succeeded, grown.describe()
+    assert "payments" in world.appliances[2].state.partitions
+    assert not any(c.startswith("batch-") for i in range(3) for c in world.clients_on(i))
+
+
+def test_partition_name_change_replaces_and_cleanup_removes_the_old_registrations(world: World) -> None:
+    created = world.stack.create(LOGICAL, world.props())
+    old_id = created.exchanges[-1].response.physical_resource_id  # type: ignore[union-attr]
+    replaced = world.stack.update(LOGICAL, world.props(PartitionName="orders"))
+
+    assert replaced.succeeded, replaced.describe()
+    assert [e.phase for e in replaced.exchanges] == ["update", "cleanup-delete"]
+    new_id = replaced.exchanges[0].response.physical_resource_id  # type: ignore[union-attr]
+    assert new_id != old_id
+    for i in (0, 1):
+        partitions = world.appliances[i].state.partitions
+        assert {"payments", "orders"} <= set(partitions)  # Retain keeps the old partition
+        assert len(world.clients_on(i)) == 1  # only the new resource's registration
+    assert set(world.parameters()) == {"/luna-ha/payments/deleting"}  # the old path belonged to the old id
+    assert old_id in world.parameters()["/luna-ha/payments/deleting"]
+    assert "/luna-ha/orders/group" in world.parameters("/luna-ha/orders")
+
+
+def test_bad_properties_fail_naming_the_property_without_contacting_any_appliance(world: World) -> None:
+    props = world.props()
+    props["Appliances"][1]["Port"] = "99999"
+    operation = world.stack.create(LOGICAL, props)
+
+    create, rollback = operation.exchanges
+    assert create.response is not None and create.response.status == "FAILED"
+    assert "Appliances[1].Port" in create.response.reason
+    assert rollback.response is not None and rollback.response.status == "SUCCESS"
+    assert all(a.connections == 0 for a in world.appliances)
+
+
+def test_failed_create_is_cleaned_up_by_its_rollback_delete(world: World) -> None:
+    world.appliances[1].faults.fail("client register", times=1)
+    operation = world.stack.create(LOGICAL, world.props())
+
+    create, rollback = operation.exchanges
+    assert create.response is not None and create.response.status == "FAILED"
+    assert "127.0.0.2" in create.response.reason and "client register" in create.response.reason
+    assert create.response.physical_resource_id.startswith("luna-ha/")
+    assert rollback.response is not None and rollback.response.status == "SUCCESS"
+    assert world.clients_on(0) == set() and world.clients_on(1) == set()
+    assert set(world.parameters()) == {"/luna-ha/payments/deleting"}
+
+
+def test_failed_update_rolls_back_to_the_old_properties(world: World) -> None:
+    world.stack.create(LOGICAL, world.props())
+    world.appliances[2].faults.fail("partition create", times=1)
+    operation = world.stack.update(LOGICAL, world.props(members=3))
+
+    update, rollback = operation.exchanges[:2]
+    assert update.response is not None and update.response.status == "FAILED"
+    assert "127.0.0.3" in update.response.reason
+    assert rollback.response is not None and rollback.response.status == "SUCCESS"
+    assert world.clients_on(2) == set()
+    group = json.loads(world.parameters()["/luna-ha/payments/group"])
+    assert [m["host"] for m in group["members"]] == ["127.0.0.1", "127.0.0.2"]
+
+
+def test_delete_removes_clients_and_parameters_and_keeps_partitions(world: World) -> None:
+    world.stack.create(LOGICAL, world.props())
+    deleted = world.stack.delete(LOGICAL)
+
+    assert deleted.succeeded, deleted.describe()
+    for i in (0, 1):
+        assert world.clients_on(i) == set()
+        assert "payments" in world.appliances[i].state.partitions
+    assert set(world.parameters()) == {"/luna-ha/payments/deleting"}
+
+
+def test_delete_of_an_id_never_created_succeeds(world: World) -> None:
+    event = world.cfn.delete_event(LOGICAL, "some-id-from-elsewhere", world.props())
+    response = world.cfn.invoke(event)
+    assert response.status == "SUCCESS"
+    assert all(not a.journal.mutating() for a in world.appliances)
+
+
+def test_delete_during_a_running_create_leaves_nothing(world: World) -> None:
+    hang = world.appliances[1].faults.hang("client register")
+    create_event = world.cfn.create_event(LOGICAL, world.props())
+    creating = world.cfn.invoke_async(create_event)
+    assert hang.wait_started(20)
+    physical_id = importlib.import_module("luna_ha.resource").physical_id_for(create_event)
+    deleting = world.cfn.invoke_async(world.cfn.delete_event(LOGICAL, physical_id, world.props()))
+    assert _wait(lambda: "/luna-ha/payments/deleting" in world.parameters())
+    hang.release()
+
+    created, deleted = creating.result(timeout=60), deleting.result(timeout=60)
+    assert created.status == "FAILED" and "Delete" in created.reason
+    assert deleted.status == "SUCCESS"
+    assert all(world.clients_on(i) == set() for i in range(3))
+    assert world.cfn.receiver.counts()[create_event["RequestId"]] == 1
+
+
+def test_nothing_the_function_printed_or_answered_carries_a_secret(
+    world: World, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    world.appliances[1].faults.fail("partition create", times=1)
+    world.stack.create(LOGICAL, world.props())
+    world.stack.create(LOGICAL, world.props())
+    world.stack.update(LOGICAL, world.props(clients={"web": 1}))
+    world.stack.delete(LOGICAL)
+
+    captured = capfd.readouterr()
+    answers = [json.dumps(r.body) for r in world.cfn.receiver.responses()]
+    strings = [v for k, v in world.parameters().items() if not k.endswith("/key")]
+    everything = "\n".join([captured.out, captured.err, caplog.text, *answers, *strings])
+    assert "lunash" in everything or "operation" in everything  # the capture did capture the function
+    for secret in world.secret_values:
+        assert secret not in everything
+    assert "X-Amz-Signature" not in captured.out + captured.err + caplog.text
+
+
+def _versions() -> dict[str, int]:
+    ssm = boto3.client("ssm")
+    found: dict[str, int] = {}
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(Path="/luna-ha", Recursive=True):
+        found.update({p["Name"]: p["Version"] for p in page["Parameters"]})
+    return found
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    import time
+
+    ends = time.monotonic() + timeout
+    while time.monotonic() < ends:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
