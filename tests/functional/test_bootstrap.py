@@ -1,0 +1,630 @@
+"""The ASG-member bootstrap against moto (SSM, Secrets Manager) and the simulated vtl / lunacm."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from luna_ha.certs import ClientCredential, generate_client_credential
+from luna_ha.client.bootstrap import (
+    LUNA_PROVIDER,
+    BootstrapParameterError,
+    BootstrapReport,
+    MalformedParameter,
+    MissingParameter,
+    bootstrap,
+)
+from luna_ha.client.chrystoki import find_ha_group, parse_chrystoki, registered_servers
+from luna_ha.client.cli import bootstrap_main
+from luna_ha.client.tools import ClientTools
+from luna_ha.errors import ClientToolError, SecretError
+from luna_ha.layout import (
+    GroupDocument,
+    Member,
+    Parameter,
+    build_layout,
+    client_key_name,
+    plan_parameters,
+    server_cert_name,
+)
+from luna_ha.sim.client_tools import install_simulated_client
+from luna_ha.store import ParameterStore
+
+PATH = "/luna-ha/payments"
+LABEL = "payments-ha"
+HOSTS = ("10.0.1.10", "10.0.1.11", "fd00::12")
+SERIALS = ("150", "151", "152")
+PASSWORD = "Partition-Pa55-NEVER-SHOWN"
+GEN0, GEN1 = "web-3f2a1c-r0", "web-3f2a1c-r1"
+GENERATIONS = ("5.1", "5.3", "7")
+
+
+@dataclass(frozen=True)
+class Material:
+    clients: dict[str, ClientCredential]
+    servers: dict[str, str]
+    other_server: str
+
+    def key_markers(self) -> list[str]:
+        """Distinctive lines of every private key: none may appear anywhere but in a key file."""
+        return [c.key_pem.splitlines()[3] for c in self.clients.values()]
+
+
+@pytest.fixture(scope="module")
+def material() -> Material:
+    now = datetime.now(UTC)
+    clients = {g: generate_client_credential(g, now=now) for g in (GEN0, GEN1, "api-3f2a1c-r0")}
+    servers = {h: generate_client_credential(f"hsm-{i}", now=now).cert_pem for i, h in enumerate(HOSTS)}
+    other = generate_client_credential("hsm-regenerated", now=now).cert_pem
+    return Material(clients, servers, other)
+
+
+@dataclass
+class World:
+    tmp: Path
+    material: Material
+    ssm: Any
+    secrets: Any
+    arn: str
+    generation: str = "5.3"
+    root: Path = field(init=False)
+    config: Path = field(init=False)
+    env_file: Path = field(init=False)
+    journal: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.root = self.tmp / ("usr/lunasa" if self.generation == "5.1" else "usr/safenet/lunaclient")
+        self.config = install_simulated_client(
+            self.root, self.generation, config_path=self.tmp / "etc/Chrystoki.conf"
+        )
+        self.env_file = self.tmp / "etc/luna-ha.env"
+        self.journal = self.tmp.parent / f"{self.tmp.name}-journal.jsonl"
+
+    def publish(
+        self,
+        *,
+        current: str = GEN0,
+        hosts: tuple[str, ...] = HOSTS,
+        servers: dict[str, str] | None = None,
+        clients: tuple[str, ...] = ("web",),
+    ) -> None:
+        serial_of = dict(zip(HOSTS, SERIALS, strict=True))
+        document = GroupDocument(
+            owner="stack-Group-payments-1a2b3c",
+            label=LABEL,
+            partition="payments",
+            members=tuple(Member(h, serial_of[h], server_cert_name(PATH, h)) for h in hosts),
+            ha_group_serial="1" + serial_of[hosts[0]],
+            partition_secret_arn=self.arn,
+            kms_key_id=None,
+            clients={name: (current if name == "web" else "api-3f2a1c-r0") for name in clients},
+        )
+        certs = servers or self.material.servers
+        generations: dict[str, dict[str, tuple[str, str]]] = {}
+        for name in clients:
+            gens = [GEN0, GEN1][: 2 if current == GEN1 else 1] if name == "web" else ["api-3f2a1c-r0"]
+            generations[name] = {
+                g: (self.material.clients[g].cert_pem, self.material.clients[g].key_pem) for g in gens
+            }
+        desired = build_layout(PATH, document, {h: certs[h] for h in hosts}, generations)
+        store = ParameterStore(self.ssm)
+        store.apply(plan_parameters(desired, store.read(PATH), rewrite_secure=False))
+
+    def tools(self) -> ClientTools:
+        return ClientTools(self.root, self.generation, config_path=self.config, timeout=20)
+
+    def run(self, client: str | None = "web", **kwargs: Any) -> BootstrapReport:
+        return bootstrap(
+            PATH,
+            client,
+            ssm_client=self.ssm,
+            secrets_client=self.secrets,
+            luna_root=self.root,
+            config_path=self.config,
+            env_file=self.env_file,
+            tools=kwargs.pop("tools", None) or self.tools(),
+            **kwargs,
+        )
+
+    def conf(self) -> Any:
+        return parse_chrystoki(self.config.read_text())
+
+    def snapshot(self) -> dict[str, tuple[int, int, int, bytes]]:
+        """Every file under the tree: inode, mtime, mode and bytes."""
+        out = {}
+        for path in sorted(self.tmp.rglob("*")):
+            if path.is_file():
+                st = path.stat()
+                out[str(path.relative_to(self.tmp))] = (
+                    st.st_ino,
+                    st.st_mtime_ns,
+                    st.st_mode,
+                    path.read_bytes(),
+                )
+        return out
+
+    def sim_journal(self) -> list[dict[str, Any]]:
+        if not self.journal.exists():
+            return []
+        return [json.loads(line) for line in self.journal.read_text().splitlines()]
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def make_world(
+    aws: None, tmp_path: Path, material: Material, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    ssm = boto3.client("ssm")
+    secrets = boto3.client("secretsmanager")
+    arn = secrets.create_secret(Name="luna/partition", SecretString=json.dumps({"password": PASSWORD}))["ARN"]
+    monkeypatch.setenv(
+        "LUNA_HA_SIM_PARTITIONS",
+        json.dumps({h: {s: "payments"} for h, s in zip(HOSTS, SERIALS, strict=True)}),
+    )
+    monkeypatch.setenv("LUNA_HA_SIM_PASSWORD", PASSWORD)
+    monkeypatch.delenv("LUNA_HA_SIM_FAULTS", raising=False)
+    count = iter(range(100))
+
+    def make(generation: str = "5.3", publish: bool = True) -> World:
+        tree = tmp_path / f"tree{next(count)}"
+        tree.mkdir()
+        world = World(tree, material, ssm, secrets, arn, generation)
+        monkeypatch.setenv("LUNA_HA_SIM_JOURNAL", str(world.journal))
+        if publish:
+            world.publish()
+        return world
+
+    yield make
+
+
+def assert_no_secret(text: str, material: Material, where: str) -> None:
+    assert PASSWORD not in text, where
+    for marker in material.key_markers():
+        assert marker not in text, where
+
+
+# --- first boot, per client generation -----------------------------------------------------------
+
+HA_COMMANDS = {
+    "5.1": [
+        ["haAdmin", "-newGroup", "-serialNum", "150", "-label", LABEL, "-password", "********"],
+        ["haAdmin", "-addMember", "-serialNum", "151", "-group", "1150", "-password", "********"],
+        ["haAdmin", "-addMember", "-serialNum", "152", "-group", "1150", "-password", "********"],
+        ["haAdmin", "-HAOnly", "-enable"],
+        ["haAdmin", "-autoRecovery", "-retry", "500"],
+    ],
+    "5.3": [
+        ["haAdmin", "newGroup", "-serialNum", "150", "-label", LABEL, "-password", "********"],
+        ["haAdmin", "addMember", "-group", "1150", "-serialNum", "151", "-password", "********"],
+        ["haAdmin", "addMember", "-group", "1150", "-serialNum", "152", "-password", "********"],
+        ["haAdmin", "HAOnly", "-enable"],
+        ["haAdmin", "autoRecovery", "-retry", "500"],
+    ],
+    "7": [
+        ["-c", "hagroup", "createGroup", "-label", LABEL, "-serialNumber", "150", "-password", "********"],
+        ["-c", "hagroup", "addMember", "-group", LABEL, "-serialNumber", "151", "-password", "********"],
+        ["-c", "hagroup", "addMember", "-group", LABEL, "-serialNumber", "152", "-password", "********"],
+        ["-c", "hagroup", "haonly", "-enable"],
+        ["-c", "hagroup", "recoveryMode", "-mode", "activeEnhanced"],
+    ],
+}
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_first_boot_configures_the_client(make_world: Any, generation: str) -> None:
+    world: World = make_world(generation)
+    report = world.run()
+
+    cert_dir = world.root / "cert" / "client"
+    key_file, cert_file = cert_dir / f"{GEN0}Key.pem", cert_dir / f"{GEN0}.pem"
+    assert key_file.read_text() == world.material.clients[GEN0].key_pem
+    assert cert_file.read_text() == world.material.clients[GEN0].cert_pem
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert cert_file.stat().st_mode & 0o777 == 0o644
+    server_files = sorted(p.name for p in (world.root / "cert" / "server").glob("*.pem"))
+    assert server_files == ["10.0.1.10.pem", "10.0.1.11.pem", "CAFile.pem", "fd00_3a_3a12.pem"]
+    assert (world.root / "cert/server/CAFile.pem").read_text().count("BEGIN CERTIFICATE") == 3
+    assert not list(world.tmp.rglob(".*.tmp"))  # no temporary file left behind
+
+    conf = world.conf()
+    assert conf.get("LunaSA Client", "ClientCertFile") == str(cert_file)
+    assert conf.get("LunaSA Client", "ClientPrivKeyFile") == str(key_file)
+    assert registered_servers(conf) == list(HOSTS)
+    assert conf.get("LunaSA Client", "ServerPort02") == "1792"
+    group = find_ha_group(conf, LABEL)
+    assert group is not None and group.serial == "1150" and group.members == SERIALS
+    assert conf.get("HASynchronize", LABEL) == "1"
+    assert conf.get("HAConfiguration", "HAOnly") == "1"
+    if generation == "7":
+        assert conf.get("VirtualToken", "VirtualTokenActiveRecovery") == "activeEnhanced"
+    else:
+        assert conf.get("HAConfiguration", "reconnAtt") == "500"
+    assert conf.get("Luna", "DefaultTimeOut") == "500000"  # the rest of the file is untouched
+
+    assert world.env_file.read_text() == (
+        "# Written by luna-ha client bootstrap; re-run it rather than editing this file.\n"
+        f"LUNA_HA_GROUP_LABEL={LABEL}\nLUNA_HA_GROUP_SERIAL=1150\nLUNA_HA_SLOT=1\n"
+        f"LUNA_HA_CLIENT_GENERATION={GEN0}\n"
+    )
+    assert (report.group_serial, report.slot, report.client, report.generation) == ("1150", 1, "web", GEN0)
+    assert report.client_generation == generation
+    assert report.warnings == ()
+
+    journal = world.sim_journal()
+    ha = [entry["args"] for entry in journal if entry["tool"] == ("lunacm" if generation == "7" else "vtl")]
+    assert [args for args in ha if args[0] in {"haAdmin", "-c"}] == HA_COMMANDS[generation]
+    adds = [entry["args"] for entry in journal if entry["command"] == "addServer"]
+    assert [a[2] for a in adds] == list(HOSTS)
+    assert len(report.mutating_commands) == 3 + 5
+    assert all("********" in c for c in report.mutating_commands if "-password" in c)
+
+
+# --- idempotency ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_rerun_with_nothing_changed_writes_nothing_and_mutates_nothing(
+    make_world: Any, generation: str
+) -> None:
+    world: World = make_world(generation)
+    world.run()
+    before = world.snapshot()
+    marks = len(world.sim_journal())
+
+    report = world.run()
+
+    assert world.snapshot() == before
+    assert report.changes == () and report.files_written == () and not report.changed
+    assert report.mutating_commands == ()
+    assert report.commands == ("vtl listServers", "vtl verify", "vtl listSlots")
+    assert [e for e in world.sim_journal()[marks:] if e["mutating"]] == []
+
+
+def test_rerun_reads_no_secret_when_the_group_is_complete(make_world: Any) -> None:
+    world: World = make_world()
+    world.run()
+    world.secrets.delete_secret(SecretId=world.arn, ForceDeleteWithoutRecovery=True)
+    assert not world.run().changed
+
+
+# --- rotation and other published changes --------------------------------------------------------
+
+
+def test_rotation_switches_cert_key_and_chrystoki_to_the_new_generation(make_world: Any) -> None:
+    world: World = make_world()
+    world.run()
+    world.publish(current=GEN1)
+    marks = len(world.sim_journal())
+
+    report = world.run()
+
+    cert_dir = world.root / "cert" / "client"
+    conf = world.conf()
+    assert conf.get("LunaSA Client", "ClientCertFile") == str(cert_dir / f"{GEN1}.pem")
+    assert conf.get("LunaSA Client", "ClientPrivKeyFile") == str(cert_dir / f"{GEN1}Key.pem")
+    assert (cert_dir / f"{GEN1}Key.pem").read_text() == world.material.clients[GEN1].key_pem
+    assert (cert_dir / f"{GEN1}Key.pem").stat().st_mode & 0o777 == 0o600
+    assert f"LUNA_HA_CLIENT_GENERATION={GEN1}\n" in world.env_file.read_text()
+    assert report.generation == GEN1
+    assert report.mutating_commands == ()  # servers and group stay as they are
+    assert [e for e in world.sim_journal()[marks:] if e["mutating"]] == []
+    assert sorted(Path(f).name for f in report.files_written) == sorted(
+        [f"{GEN1}.pem", f"{GEN1}Key.pem", "Chrystoki.conf", "luna-ha.env"]
+    )
+    # and once switched, a re-run is quiet again
+    assert not world.run().changed
+
+
+def test_added_appliance_is_registered_and_added_to_the_group(make_world: Any) -> None:
+    world: World = make_world(publish=False)
+    world.publish(hosts=HOSTS[:2])
+    world.run()
+    world.publish(hosts=HOSTS)
+
+    report = world.run()
+
+    assert [c.split()[1] for c in report.mutating_commands] == ["addServer", "haAdmin"]
+    assert "addMember" in report.mutating_commands[1] and "152" in report.mutating_commands[1]
+    group = find_ha_group(world.conf(), LABEL)
+    assert group is not None and group.members == SERIALS
+
+
+def test_changed_server_certificate_is_registered_again(make_world: Any) -> None:
+    world: World = make_world()
+    world.run()
+    servers = dict(world.material.servers)
+    servers[HOSTS[1]] = world.material.other_server
+    world.publish(servers=servers)
+
+    report = world.run()
+
+    assert report.mutating_commands == (
+        f"vtl deleteServer -n {HOSTS[1]}",
+        f"vtl addServer -n {HOSTS[1]} -c {world.root}/cert/server/{HOSTS[1]}.pem",
+    )
+    ca = (world.root / "cert/server/CAFile.pem").read_text()
+    assert world.material.other_server.strip() in ca and world.material.servers[HOSTS[1]].strip() not in ca
+    assert registered_servers(world.conf()) == [HOSTS[0], HOSTS[2], HOSTS[1]]
+
+
+def test_removed_first_member_rebuilds_the_group(make_world: Any) -> None:
+    world: World = make_world()
+    world.run()
+    world.publish(hosts=HOSTS[1:])
+
+    report = world.run()
+
+    group = find_ha_group(world.conf(), LABEL)
+    assert group is not None and group.members == ("151", "152") and group.serial == "1151"
+    assert report.group_serial == "1151"
+    assert "LUNA_HA_GROUP_SERIAL=1151\n" in world.env_file.read_text()
+
+
+# --- failures ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("damage", "parameter", "error"),
+    [
+        ("delete_server_cert", f"{PATH}/servers/fd00_3a_3a12/cert", MissingParameter),
+        ("delete_key", f"{PATH}/clients/web/{GEN0}/key", MissingParameter),
+        ("delete_group", f"{PATH}/group", MissingParameter),
+        ("garble_group", f"{PATH}/group", MalformedParameter),
+        ("garble_current", f"{PATH}/clients/web/current", MalformedParameter),
+        ("garble_cert", f"{PATH}/clients/web/{GEN0}/cert", MalformedParameter),
+    ],
+)
+def test_missing_or_malformed_parameter_fails_before_anything_is_written(
+    make_world: Any, damage: str, parameter: str, error: type[Exception]
+) -> None:
+    world: World = make_world()
+    ssm = world.ssm
+    if damage == "delete_server_cert":
+        ssm.delete_parameter(Name=server_cert_name(PATH, HOSTS[2]))
+    elif damage == "delete_key":
+        ssm.delete_parameter(Name=client_key_name(PATH, "web", GEN0))
+    elif damage == "delete_group":
+        ssm.delete_parameter(Name=f"{PATH}/group")
+    elif damage == "garble_group":
+        ssm.put_parameter(Name=f"{PATH}/group", Value='{"label": 1}', Type="String", Overwrite=True)
+    elif damage == "garble_current":
+        ssm.put_parameter(
+            Name=f"{PATH}/clients/web/current", Value="../../etc", Type="String", Overwrite=True
+        )
+    else:
+        ssm.put_parameter(
+            Name=f"{PATH}/clients/web/{GEN0}/cert", Value="not a cert", Type="String", Overwrite=True
+        )
+    before = world.snapshot()
+
+    with pytest.raises(error) as info:
+        world.run()
+
+    assert isinstance(info.value, BootstrapParameterError) and info.value.parameter == parameter
+    assert parameter in str(info.value)
+    assert world.snapshot() == before
+    assert [e for e in world.sim_journal() if e["mutating"]] == []
+
+
+def test_unreadable_partition_secret_fails_before_anything_is_written(make_world: Any) -> None:
+    world: World = make_world()
+    world.secrets.delete_secret(SecretId=world.arn, ForceDeleteWithoutRecovery=True)
+    before = world.snapshot()
+    with pytest.raises(SecretError, match="cannot be read: ResourceNotFoundException"):
+        world.run()
+    assert world.snapshot() == before
+
+
+def test_client_choice(make_world: Any) -> None:
+    world: World = make_world(publish=False)
+    world.publish(clients=("web", "api"))
+    with pytest.raises(BootstrapParameterError, match=r"2 clients are published \(api, web\): pass --client"):
+        world.run(client=None)
+    with pytest.raises(MissingParameter, match=f"{PATH}/clients/db/current"):
+        world.run(client="db")
+    assert world.run(client="api").generation == "api-3f2a1c-r0"
+
+
+def test_only_client_is_used_without_client_option(make_world: Any) -> None:
+    world: World = make_world()
+    assert world.run(client=None).client == "web"
+
+
+@pytest.mark.parametrize(
+    ("fault", "command"),
+    [
+        (
+            "haAdmin newGroup=error0",
+            "vtl haAdmin newGroup -serialNum 150 -label payments-ha -password ********",
+        ),
+        ("verify=error0", "vtl verify"),
+        ("addServer=exit3", "vtl addServer -n 10.0.1.10"),
+    ],
+)
+def test_tool_failure_is_named(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch, fault: str, command: str
+) -> None:
+    world: World = make_world()
+    monkeypatch.setenv("LUNA_HA_SIM_FAULTS", fault)
+    with pytest.raises(ClientToolError) as info:
+        world.run()
+    message = str(info.value)
+    assert message.startswith(command)
+    assert ("exit status 0): Error: simulated fault" in message) or (
+        "exit status 3): simulated failure" in message
+    )
+    assert PASSWORD not in message
+    monkeypatch.delenv("LUNA_HA_SIM_FAULTS")
+    assert world.run().changed  # the next run converges the rest
+    assert not world.run().changed
+
+
+def test_unreachable_partition_fails_verify_before_any_group_command(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world: World = make_world()
+    monkeypatch.setenv("LUNA_HA_SIM_PARTITIONS", json.dumps({HOSTS[0]: ["150"], HOSTS[1]: ["151"]}))
+    with pytest.raises(ClientToolError, match=r"vtl verify does not list the partition\(s\) 152 of fd00::12"):
+        world.run()
+    assert not [e for e in world.sim_journal() if e["command"].startswith("haAdmin")]
+
+
+def test_wrong_partition_password_fails_without_showing_it(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world: World = make_world()
+    monkeypatch.setenv("LUNA_HA_SIM_PASSWORD", "the-right-one")
+    with pytest.raises(ClientToolError, match="CKR_PIN_INCORRECT") as info:
+        world.run()
+    assert PASSWORD not in str(info.value)
+
+
+def test_tool_timeout(make_world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: World = make_world()
+    monkeypatch.setenv("LUNA_HA_SIM_FAULTS", "listServers=hang")
+    tools = ClientTools(world.root, world.generation, config_path=world.config, timeout=1)
+    with pytest.raises(ClientToolError, match=r"vtl listServers: no answer within 1 s"):
+        world.run(tools=tools)
+
+
+# --- java.security -------------------------------------------------------------------------------
+
+
+def test_java_security_provider_is_added_once(make_world: Any) -> None:
+    world: World = make_world()
+    target = world.tmp / "etc/java/security/java.security"
+    target.parent.mkdir(parents=True)
+    java = world.tmp / "jdk/conf/security/java.security"  # a link, as Debian's JDKs ship it
+    java.parent.mkdir(parents=True)
+    java.symlink_to(target)
+    original = (
+        "# providers\nsecurity.provider.1=SUN\nsecurity.provider.2=SunRsaSign\n"
+        "security.provider.13=SunPKCS11\n\nsecurerandom.source=file:/dev/random\n"
+    )
+    target.write_text(original)
+    target.chmod(0o640)
+    world.run(java_security=java)
+    assert target.read_text() == original.replace(
+        "SunPKCS11\n", f"SunPKCS11\nsecurity.provider.14={LUNA_PROVIDER}\n"
+    )
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert java.is_symlink()
+    before = world.snapshot()
+    assert not world.run(java_security=java).changed
+    assert world.snapshot() == before
+
+
+def test_missing_java_security_fails_before_writing(make_world: Any) -> None:
+    world: World = make_world()
+    before = world.snapshot()
+    with pytest.raises(ClientToolError, match="java.security file not found"):
+        world.run(java_security=world.tmp / "nope")
+    assert world.snapshot() == before
+
+
+# --- CLI, secret scan, imports -------------------------------------------------------------------
+
+
+def test_cli_bootstrap_detects_the_generation_and_prints_what_changed(
+    make_world: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world: World = make_world("7")
+    argv = [
+        "--parameter-path",
+        PATH,
+        "--luna-root",
+        str(world.root),
+        "--config",
+        str(world.config),
+        "--env-file",
+        str(world.env_file),
+    ]
+    out = io.StringIO()
+    assert bootstrap_main(argv, out=out) == 0
+    first = out.getvalue()
+    assert f"HA group {LABEL} (serial 1150, slot 1) for client web, generation {GEN0}, Luna client 7" in first
+    assert "changed: created HA group payments-ha with 150" in first
+
+    out = io.StringIO()
+    assert bootstrap_main(argv, out=out) == 0
+    assert "nothing changed" in out.getvalue()
+
+    world.ssm.delete_parameter(Name=f"{PATH}/group")
+    assert bootstrap_main(argv, out=io.StringIO()) == 1
+    assert f"error: Parameter {PATH}/group: is missing" in capsys.readouterr().err
+    assert bootstrap_main(["--client", "web"], out=io.StringIO()) == 2
+
+
+def test_nothing_secret_is_printed_or_written_outside_the_key_file(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world: World = make_world("5.3")
+    texts = []
+    argv = ["--parameter-path", PATH, "--luna-root", str(world.root), "--config", str(world.config)]
+    argv += ["--env-file", str(world.env_file), "--client-generation", "5.3"]
+    for step in ("first", "again", "rotate", "fail"):
+        if step == "rotate":
+            world.publish(current=GEN1)
+        if step == "fail":
+            monkeypatch.setenv("LUNA_HA_SIM_PASSWORD", "other")
+            world.config.write_text(
+                world.config.read_text().replace("VirtualToken00Members = 150,151,152;", "")
+            )
+        out = io.StringIO()
+        code = bootstrap_main(argv, out=out)
+        assert code == (1 if step == "fail" else 0)
+        texts.append(out.getvalue())
+    captured = capsys.readouterr()
+    texts += [captured.out, captured.err]
+    for text in texts:
+        assert_no_secret(text, world.material, "output")
+    for path in [*world.tmp.rglob("*"), world.journal]:
+        if path.is_file() and not path.name.endswith("Key.pem"):
+            assert_no_secret(path.read_text(errors="replace"), world.material, str(path))
+    keys = sorted(p.name for p in world.tmp.rglob("*Key.pem"))
+    assert keys == [f"{GEN0}Key.pem", f"{GEN1}Key.pem"]
+
+
+def test_report_repr_holds_no_secret(make_world: Any) -> None:
+    world: World = make_world()
+    report = world.run()
+    assert_no_secret(repr(report), world.material, "report")
+
+
+def test_importing_the_client_does_not_import_paramiko() -> None:
+    code = (
+        "import sys, luna_ha.client.bootstrap, luna_ha.client.cli, luna_ha.client.tools, "
+        "luna_ha.client.chrystoki, luna_ha.sim.client_tools; assert 'paramiko' not in sys.modules"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUNA_HA_")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_store_reads_the_path_in_few_calls(make_world: Any) -> None:
+    world: World = make_world()
+    store = ParameterStore(world.ssm)
+    parameters: dict[str, Parameter] = store.read(PATH)
+    assert len(parameters) == 1 + 3 + 3  # group, 3 server certs, current + cert + key
+    assert store.calls == 1
