@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the whole lifecycle locally: simulated appliances + moto", add_help=False
     )
     demo.add_argument("rest", nargs=argparse.REMAINDER)
+    client = sub.add_parser(
+        "client", help="on an ASG member: 'luna-ha client bootstrap --parameter-path ...'"
+    )
+    client.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -122,6 +126,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             from luna_ha.sim.cli import simulate_main
 
             return int(simulate_main(argv[1:]))
+        if argv[:2] == ["client", "bootstrap"]:
+            from luna_ha.client.cli import bootstrap_main
+
+            return int(bootstrap_main(argv[2:]))
         if argv[:1] == ["demo"]:
             from luna_ha.demo import demo_main
 

@@ -1,33 +1,41 @@
 """``luna-ha demo``: the whole lifecycle on this machine, nothing outside 127.0.0.0/8.
 
-Simulated Luna SA appliances on loopback addresses, moto's server for Secrets Manager and SSM
-(reached through ``AWS_ENDPOINT_URL``, exactly as a real endpoint would be), and the same engine
-and report printing the CLI uses: plan, create, a no-op re-run, a client rotation, a new (zeroized)
-appliance initialized and added, and destroy.
+- three simulated Luna SA appliances on 127.0.0.1-3 (two initialized, one zeroized);
+- moto's server for Secrets Manager and SSM, reached through ``AWS_ENDPOINT_URL``;
+- a local CloudFormation that sends real-shaped Create, Update and Delete events to
+  ``luna_ha.app.handler`` and receives crhelper's answer over HTTPS on 127.0.0.1 (throwaway CA);
+- an ASG member (simulated Luna client tools) that runs ``luna-ha client bootstrap`` after the
+  Create and again after a rotation.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
-from luna_ha.cli import build_engine, print_report
-from luna_ha.engine import RunReport
-from luna_ha.spec import GroupSpec, parse_properties
+LOGICAL_ID = "Group"
+PATH = "/luna-ha/payments"
 
-DEMO_ID = "luna-ha-demo/payments"
+# The demo reads its own summary from the simulators; the function's JSON logs and metrics stay quiet.
+_QUIET = {"LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true"}
 
 
 def demo_main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="luna-ha demo", description=__doc__)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every simulated command")
+    parser.add_argument("--verbose", action="store_true", help="show the function's own log lines")
     args = parser.parse_args(argv)
     out = out or sys.stdout
-
-    import boto3
+    if not args.verbose:
+        for key, value in _QUIET.items():
+            os.environ.setdefault(key, value)
 
     from luna_ha.sim.localaws import LabSecrets, group_properties, local_aws, seed_secrets
     from luna_ha.sim.server import SimulatedAppliance
@@ -46,7 +54,7 @@ def demo_main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> i
         for i in range(3)
     ]
     try:
-        with local_aws() as endpoint:
+        with local_aws() as endpoint, tempfile.TemporaryDirectory(prefix="luna-ha-demo-") as tmp:
             print(f"local AWS (moto: Secrets Manager, SSM) at {endpoint}", file=out)
             for a in appliances:
                 state = "zeroized" if a.state.zeroized else "initialized"
@@ -54,41 +62,47 @@ def demo_main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> i
                     f"appliance {a.hostname} at {a.host}:{a.port} ({state}, HSM serial {a.serial})", file=out
                 )
             seed_secrets(appliances, lab)
+            member = _Member(Path(tmp), appliances, lab.partition_password)
 
-            def spec(members: int, rotation: int) -> GroupSpec:
-                return parse_properties(group_properties(appliances[:members], clients={"web": rotation}))
+            def props(members: int, rotation: int, **extra: Any) -> dict[str, Any]:
+                return group_properties(appliances[:members], clients={"web": rotation}, **extra)
 
-            steps: list[tuple[str, str, GroupSpec]] = [
-                ("plan", "1. plan: what Create would do (changes nothing)", spec(2, 0)),
-                ("apply", "2. create: partition + client on two appliances, publish to SSM", spec(2, 0)),
-                ("apply", "3. the same again: nothing to do, no mutating command", spec(2, 0)),
-                (
-                    "apply",
-                    "4. rotate client 'web' (Rotation 0 -> 1): new generation, previous kept",
-                    spec(2, 1),
-                ),
-                ("apply", "5. add a zeroized appliance with Initialize: true", spec(3, 1)),
-                (
-                    "destroy",
-                    "6. destroy: revoke and delete clients, delete parameters, keep partitions",
-                    spec(3, 1),
-                ),
-            ]
-            for operation, title, group in steps:
-                print(f"\n== {title}", file=out)
-                engine = build_engine(group, out)
-                report: RunReport
-                if operation == "plan":
-                    report = engine.plan(group, DEMO_ID)
-                elif operation == "apply":
-                    report = engine.apply(group, DEMO_ID)
-                else:
-                    report = engine.destroy(group, DEMO_ID)
-                print_report(report, out)
-                names = _parameter_names(boto3.client("ssm"), group.parameter_path)
-                print(f"  SSM under {group.parameter_path}: {len(names)} parameter(s)", file=out)
+            from luna_ha.app import build_handler
+            from luna_ha.sim.cloudformation import LocalCloudFormation, LocalStack
+
+            with LocalCloudFormation(
+                build_handler(), timeout_seconds=900, environment_factory=build_handler
+            ) as cfn:
+                print(
+                    f"local CloudFormation: stack {cfn.stack_id.split('/')[1]}, responses over HTTPS",
+                    file=out,
+                )
+                stack = LocalStack(cfn)
+                step = _Stepper(stack, appliances, out)
+                step(
+                    "1. Create: partition + client 'web' on two appliances, SSM published",
+                    "create",
+                    props(2, 0),
+                )
+                member.bootstrap("2. an ASG member boots: luna-ha client bootstrap", out)
+                step(
+                    "3. Update with nothing changed (a duplicate, or ServiceTimeout only)",
+                    "update",
+                    {**props(2, 0), "ServiceTimeout": "1200"},
+                    force=True,
+                )
+                step("4. Update: rotate client 'web' (Rotation 0 -> 1)", "update", props(2, 1))
+                member.bootstrap("5. the member re-runs the bootstrap: new certificate, same group", out)
+                step("6. Update: add a zeroized appliance with Initialize: true", "update", props(3, 1))
+                member.bootstrap("7. the member re-runs the bootstrap: third server, third member", out)
+                step(
+                    "8. Delete: revoke and delete clients, delete parameters, keep partitions", "delete", None
+                )
             kept = [a.hostname for a in appliances if "payments" in a.state.partitions]
-            print(f"\npartition 'payments' kept (Retain) on: {', '.join(kept)}", file=out)
+            print(
+                f"\npartition 'payments' kept (PartitionDeletionPolicy: Retain) on: {', '.join(kept)}",
+                file=out,
+            )
             print(f"demo finished in {time.monotonic() - started:.1f} s", file=out)
     finally:
         for a in appliances:
@@ -96,8 +110,74 @@ def demo_main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> i
     return 0
 
 
-def _parameter_names(ssm: object, path: str) -> list[str]:
-    names: list[str] = []
-    for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=True):  # type: ignore[attr-defined]
-        names += [p["Name"] for p in page["Parameters"]]
-    return names
+class _Stepper:
+    """Runs one stack operation and prints what it did: answers, commands per appliance, Data."""
+
+    def __init__(self, stack: Any, appliances: Sequence[Any], out: TextIO) -> None:
+        self.stack, self.appliances, self.out = stack, appliances, out
+
+    def __call__(self, title: str, action: str, props: dict[str, Any] | None, **options: Any) -> None:
+        print(f"\n== {title}", file=self.out)
+        marks = [a.journal.mark() for a in self.appliances]
+        if action == "delete":
+            operation = self.stack.delete(LOGICAL_ID)
+        else:
+            operation = getattr(self.stack, action)(LOGICAL_ID, props, **options)
+        for exchange in operation.exchanges:
+            response = exchange.response
+            if response is None:
+                print(f"  {exchange.phase}: no answer", file=self.out)
+                continue
+            reason = f" ({response.reason})" if response.reason else ""
+            print(f"  {exchange.phase}: {response.status} in {response.seconds:.2f} s{reason}", file=self.out)
+        for appliance, mark in zip(self.appliances, marks, strict=True):
+            entries = [e for e in appliance.journal.since(mark) if e.kind in ("command", "scp")]
+            if entries:
+                mutating = sum(1 for e in entries if e.mutating)
+                print(f"  {appliance.host}: {len(entries)} command(s), {mutating} mutating", file=self.out)
+        last = operation.exchanges[-1].response if operation.exchanges else None
+        if last is not None and last.data:
+            for key, value in last.data.items():
+                print(f"  {key}: {value}", file=self.out)
+        print(f"  stack: {operation.outcome}", file=self.out)
+
+
+class _Member:
+    """One ASG member: a simulated Luna 5.3 client install that runs the real bootstrap CLI."""
+
+    def __init__(self, root: Path, appliances: Sequence[Any], partition_password: str) -> None:
+        from luna_ha.sim.client_tools import install_simulated_client
+
+        self.appliances = appliances
+        self.luna_root = root / "usr/safenet/lunaclient"
+        self.config = install_simulated_client(self.luna_root, "5.3", config_path=root / "etc/Chrystoki.conf")
+        self.env_file = root / "etc/luna-ha.env"
+        self._password = partition_password
+
+    def bootstrap(self, title: str, out: TextIO) -> None:
+        from luna_ha.client.cli import bootstrap_main
+
+        print(f"\n== {title}", file=out)
+        # the simulated tools have no NTLS: tell them which partitions each server would show
+        partitions = {a.host: [p.serial for p in a.state.partitions.values()] for a in self.appliances}
+        os.environ["LUNA_HA_SIM_PARTITIONS"] = json.dumps(partitions)
+        os.environ["LUNA_HA_SIM_PASSWORD"] = self._password
+        try:
+            argv = [
+                "--parameter-path",
+                PATH,
+                "--client",
+                "web",
+                "--luna-root",
+                str(self.luna_root),
+                "--config",
+                str(self.config),
+                "--env-file",
+                str(self.env_file),
+            ]
+            status = bootstrap_main(argv, out=out)
+        finally:
+            os.environ.pop("LUNA_HA_SIM_PASSWORD", None)
+        if status != 0:
+            raise SystemExit(f"the member's bootstrap failed (exit {status})")
+        print(f"  {self.env_file.name}: " + " ".join(self.env_file.read_text().split()), file=out)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from luna_ha import appliance as appl
 from luna_ha.certs import generate_client_credential, luna_fingerprint
 from luna_ha.clock import Deadline
-from luna_ha.errors import ApplianceError, LunaHAError, SpecError
+from luna_ha.errors import ApplianceError, CommandBuildError, LunaHAError, SecretError, SpecError
 from luna_ha.layout import (
     GroupDocument,
     Member,
@@ -30,6 +30,7 @@ from luna_ha.layout import (
     owned_by,
     plan_parameters,
 )
+from luna_ha.lunash.commands import check_secret
 from luna_ha.ownership import ownership_token, parse_registration, registration_name
 from luna_ha.planner import Action, ApplianceGoal, Step, plan_appliance
 from luna_ha.secrets import SecretReader
@@ -261,8 +262,18 @@ class Engine:
 
     # -- preparation -----------------------------------------------------------------------
     def _group_secrets(self, spec: GroupSpec) -> appl.GroupSecrets:
+        """The admin and partition secrets, checked before any appliance is touched."""
         admin = self.secrets.admin_secret(spec.admin_secret_arn)
         partition = self.secrets.partition_secret(spec.partition_secret_arn)
+        for arn, key, value in (
+            (spec.admin_secret_arn, "password", admin.password),
+            (spec.admin_secret_arn, "domain", admin.domain),
+            (spec.partition_secret_arn, "password", partition.password),
+        ):
+            try:
+                check_secret(key, value)
+            except CommandBuildError as exc:
+                raise SecretError(f"Secret {arn}: key {exc}") from None
         return appl.GroupSecrets(admin.password, admin.domain, partition.password)
 
     def _generations(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import boto3
 import pytest
 from moto import mock_aws
 
 from luna_ha.certs import luna_fingerprint
 from luna_ha.clock import Deadline
 from luna_ha.engine import GroupRunError, ResourceDeleted
+from luna_ha.errors import LunaHAError
 from luna_ha.ownership import ownership_token
 from luna_ha.sim.server import wait_for
 from luna_ha.spec import parse_properties
@@ -113,3 +116,11 @@ def test_duplicate_events_running_at_once_agree_on_one_certificate(lab: Lab) -> 
     published = luna_fingerprint(lab.parameters()[f"{PATH}/clients/web/{web0}/cert"])
     for appliance in lab.appliances[:2]:
         assert appliance.state.clients[web0].fingerprint == published
+
+
+def test_a_secret_lunash_cannot_take_fails_before_any_appliance_naming_the_secret(lab: Lab) -> None:
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    sm.put_secret_value(SecretId="luna/partition", SecretString=json.dumps({"password": "-force"}))
+    with pytest.raises(LunaHAError, match=r"Secret luna/partition: key password: must not start with '-'"):
+        lab.engine().apply(lab.spec(), ID)
+    assert all(a.connections == 0 for a in lab.appliances)

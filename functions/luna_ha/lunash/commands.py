@@ -100,6 +100,11 @@ def _check_value(argument: str, value: object) -> str:
     return value
 
 
+def check_secret(argument: str, value: object) -> None:
+    """Raise ``InvalidArgument`` (naming ``argument``, never the value) if ``value`` cannot be sent."""
+    _check_secret(argument, value)
+
+
 def _check_secret(argument: str, value: object) -> _Secret:
     # Messages are fixed per rule: nothing derived from the value (not even a length or position).
     if not isinstance(value, str):

@@ -38,7 +38,8 @@ class LabSecrets:
 
     @classmethod
     def generate(cls) -> LabSecrets:
-        return cls(*(secrets.token_urlsafe(12) for _ in range(3)))
+        # a letter first: lunash would read a value starting with '-' as an option
+        return cls(*("s" + secrets.token_urlsafe(12) for _ in range(3)))
 
 
 def manager_secret_name(appliance: SimulatedAppliance) -> str:
