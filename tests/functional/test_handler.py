@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -258,11 +259,23 @@ def _versions() -> dict[str, int]:
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    import time
-
     ends = time.monotonic() + timeout
     while time.monotonic() < ends:
         if predicate():
             return True
         time.sleep(0.05)
     return False
+
+
+def test_a_hanging_appliance_is_answered_failed_before_the_function_times_out(world: World) -> None:
+    with LocalCloudFormation(fresh_handler(), timeout_seconds=15, environment_factory=fresh_handler) as short:
+        world.appliances[0].faults.hang("client list")
+        event = short.create_event(LOGICAL, world.props())
+        response = short.invoke(event)
+        time.sleep(max(0.0, 15.5 - response.seconds))  # past the function's timeout: still one answer
+        answers = short.receiver.counts()[event["RequestId"]]
+
+    assert answers == 1
+    assert response.status == "FAILED"
+    assert response.reason.startswith("Appliance 127.0.0.1, step 'observe: client list'")
+    assert response.seconds < 15  # answered by the engine's deadline, not crhelper's last-moment timer
