@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from moto import mock_aws
 
 
 @pytest.fixture
@@ -14,3 +17,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+@pytest.fixture
+def aws(aws_env: None) -> Iterator[None]:
+    """moto in process (``mock_aws``) on top of ``aws_env``."""
+    with mock_aws():
+        yield

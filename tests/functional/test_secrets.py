@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from luna_ha.errors import SecretError
 from luna_ha.secrets import AdminSecret, ManagerCredentials, PartitionSecret, SecretReader
@@ -19,17 +18,6 @@ DOMAIN = "cloning-DOMAIN-NEVER-SHOWN"
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nKEY-NEVER-SHOWN\n-----END OPENSSH PRIVATE KEY-----\n"
 PASSPHRASE = "passphrase-NEVER-SHOWN"
 SECRET_VALUES = (PASSWORD, DOMAIN, "KEY-NEVER-SHOWN", PASSPHRASE)
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield
 
 
 @pytest.fixture
