@@ -213,6 +213,14 @@ class LunaShell:
         try:
             if t.private_key:
                 pkey = _load_private_key(t.private_key, t.passphrase)
+                if pkey is None:
+                    self.close()
+                    raise AuthenticationFailed(
+                        t.label,
+                        step,
+                        "the private key of the manager secret cannot be loaded "
+                        "(wrong passphrase, or not an OpenSSH/PEM ed25519, ECDSA or RSA key)",
+                    )
                 transport.auth_publickey(t.username, pkey)
             else:
                 transport.auth_password(t.username, t.password or "")
@@ -468,12 +476,11 @@ def _check_file_name(name: str) -> None:
         raise ValueError(f"unsafe file name for the appliance: {name[:40]!r}")
 
 
-def _load_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
-    errors = []
+def _load_private_key(text: str, passphrase: str | None) -> paramiko.PKey | None:
     for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
             key: paramiko.PKey = cls.from_private_key(StringIO(text), password=passphrase)
             return key
-        except (paramiko.SSHException, ValueError) as exc:
-            errors.append(type(exc).__name__)
-    raise paramiko.AuthenticationException("the private key could not be loaded")
+        except (paramiko.SSHException, ValueError):
+            continue
+    return None

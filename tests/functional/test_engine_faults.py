@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from moto import mock_aws
 
 from luna_ha.certs import luna_fingerprint
@@ -124,3 +126,37 @@ def test_a_secret_lunash_cannot_take_fails_before_any_appliance_naming_the_secre
     with pytest.raises(LunaHAError, match=r"Secret luna/partition: key password: must not start with '-'"):
         lab.engine().apply(lab.spec(), ID)
     assert all(a.connections == 0 for a in lab.appliances)
+
+
+def _openssh_key_pair(passphrase: bytes | None = None) -> tuple[str, str]:
+    key = ed25519.Ed25519PrivateKey.generate()
+    encryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private.decode(), public.decode()
+
+
+def test_manager_secret_with_a_private_key_and_passphrase(lab: Lab) -> None:
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    for appliance in lab.appliances[:2]:
+        private, public = _openssh_key_pair(b"pass-phrase-1")
+        appliance.authorized_key = public
+        secret = {"username": appliance.username, "private_key": private, "passphrase": "pass-phrase-1"}
+        sm.put_secret_value(SecretId=f"luna/manager/{appliance.hostname}", SecretString=json.dumps(secret))
+    assert lab.engine().apply(lab.spec(), ID).ok
+
+
+def test_a_private_key_that_cannot_be_loaded_is_named_as_such(lab: Lab) -> None:
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    private, public = _openssh_key_pair(b"right")
+    lab.appliances[0].authorized_key = public
+    secret = {"username": "manager", "private_key": private, "passphrase": "wrong"}
+    sm.put_secret_value(
+        SecretId=f"luna/manager/{lab.appliances[0].hostname}", SecretString=json.dumps(secret)
+    )
+    with pytest.raises(
+        GroupRunError, match=r"127\.0\.0\.1.*private key of the manager secret cannot be loaded"
+    ):
+        lab.engine().apply(lab.spec(), ID)
