@@ -168,7 +168,13 @@ class Engine:
         group_secrets = self._group_secrets(spec)
         begun = self.now().timestamp()
         existing = self.store.read(spec.parameter_path)
-        generations = self._generations(spec, token, existing, create=True)
+        known = dict(existing)
+        if previous is not None and previous.parameter_path != spec.parameter_path:
+            # Moving the path keeps every client's certificate: take it from the old path.
+            old = self.store.read(previous.parameter_path)
+            if owned_by(old, physical_id):
+                known = {**_rebased(old, previous.parameter_path, spec.parameter_path), **existing}
+        generations = self._generations(spec, token, known, create=True)
         # Publish new client keys before any appliance registers them: a run that stops half-way
         # leaves a key the next run reuses, never a registration whose key is lost.
         new_credentials = self._publish_credentials(spec, generations, existing)
@@ -522,6 +528,18 @@ def _document_of(existing: Mapping[str, Parameter]) -> GroupDocument | None:
             except (ValueError, KeyError, TypeError):
                 return None
     return None
+
+
+def _rebased(parameters: Mapping[str, Parameter], old_path: str, new_path: str) -> dict[str, Parameter]:
+    """The same parameters named under ``new_path`` instead of ``old_path``."""
+    old_prefix, new_prefix = old_path.rstrip("/") + "/", new_path.rstrip("/") + "/"
+    return {
+        new_prefix + name[len(old_prefix) :]: Parameter(
+            new_prefix + name[len(old_prefix) :], p.value, p.secure
+        )
+        for name, p in parameters.items()
+        if name.startswith(old_prefix)
+    }
 
 
 def _token_parameters(existing: Mapping[str, Parameter], path: str, token: str) -> dict[str, Parameter]:

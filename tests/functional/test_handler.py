@@ -279,3 +279,40 @@ def test_a_hanging_appliance_is_answered_failed_before_the_function_times_out(wo
     assert response.status == "FAILED"
     assert response.reason.startswith("Appliance 127.0.0.1, step 'observe: client list'")
     assert response.seconds < 15  # answered by the engine's deadline, not crhelper's last-moment timer
+
+
+def test_removing_an_appliance_and_a_client_revokes_only_there(world: World) -> None:
+    world.stack.create(LOGICAL, world.props(members=3, clients={"web": 0, "batch": 0}))
+    operation = world.stack.update(LOGICAL, world.props(members=2, clients={"web": 0}))
+
+    assert operation.succeeded, operation.describe()
+    assert world.clients_on(2) == set()
+    assert "payments" in world.appliances[2].state.partitions  # Retain
+    assert all(not c.startswith("batch-") for i in (0, 1) for c in world.clients_on(i))
+    assert not any("/clients/batch/" in name for name in world.parameters())
+    assert not any("127.0.0.3" in name for name in world.parameters())
+
+
+def test_label_path_and_kms_changes_republish_and_clean_up(world: World) -> None:
+    key_id = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    world.stack.create(LOGICAL, world.props())
+    marks = world.marks()
+
+    relabelled = world.stack.update(LOGICAL, world.props(GroupLabel="payments-2"))
+    assert relabelled.succeeded, relabelled.describe()
+    assert json.loads(world.parameters()["/luna-ha/payments/group"])["label"] == "payments-2"
+
+    moved = world.stack.update(LOGICAL, world.props(GroupLabel="payments-2", ParameterPath="/luna-ha/pay2"))
+    assert moved.succeeded, moved.describe()
+    assert world.parameters() == {}
+    assert "/luna-ha/pay2/group" in world.parameters("/luna-ha/pay2")
+
+    rekeyed = world.stack.update(
+        LOGICAL, world.props(GroupLabel="payments-2", ParameterPath="/luna-ha/pay2", KmsKeyId=key_id)
+    )
+    assert rekeyed.succeeded, rekeyed.describe()
+    keys = boto3.client("ssm").describe_parameters(
+        ParameterFilters=[{"Key": "Path", "Option": "Recursive", "Values": ["/luna-ha/pay2"]}]
+    )["Parameters"]
+    assert {p["KeyId"] for p in keys if p["Type"] == "SecureString"} == {key_id}
+    assert world.mutations_since(marks) == []  # none of these touch an appliance
