@@ -14,6 +14,7 @@ from luna_ha.errors import DeadlineExceeded
 from luna_ha.lunash import commands as lc
 from luna_ha.lunash.dialect import Outcome
 from luna_ha.lunash.parsers import (
+    HsmInfo,
     parse_client_fingerprint,
     parse_client_list,
     parse_client_show,
@@ -102,6 +103,11 @@ def observe(shell: LunaShell, token: str) -> ApplianceState:
     )
 
 
+def read_hsm(shell: LunaShell, step: str) -> HsmInfo:
+    """``hsm show`` again, in this session: what the zeroization guard decides on."""
+    return parse_hsm_show(shell.run(lc.build_hsm_show(), step=step).text)
+
+
 def read_partition_serials(shell: LunaShell) -> dict[str, str]:
     listed = parse_partition_list(shell.run(lc.build_partition_list(), step="read partition serial").text)
     return {p.name: p.serial for p in listed}
@@ -115,6 +121,7 @@ def apply_steps(
     certificates: Mapping[str, str],
     deadline: Deadline,
     on_step: Callable[[Step], None] | None = None,
+    before_step: Callable[[Step, list[Step]], None] | None = None,
 ) -> list[Step]:
     """Run ``steps`` in order; returns the ones done. Stops at the first failure (it raises)."""
     done: list[Step] = []
@@ -126,6 +133,8 @@ def apply_steps(
                 f"not enough time left to start '{step}' ({deadline.remaining():.0f} s left, it may take "
                 f"{STEP_BUDGET[step.action]:.0f} s); a re-run will do what remains: {left}"
             )
+        if before_step is not None:
+            before_step(step, done)
         if step.action is Action.UPLOAD_CERT:
             shell.put_file(f"{step.target}.pem", certificates[step.target].encode(), step=str(step))
         else:

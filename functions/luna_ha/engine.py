@@ -27,12 +27,20 @@ from luna_ha.layout import (
     ParameterPlan,
     build_layout,
     deletion_marker_name,
+    login_lock_name,
     owned_by,
     plan_parameters,
 )
 from luna_ha.lunash.commands import check_secret
 from luna_ha.ownership import ownership_token, parse_registration, registration_name
-from luna_ha.planner import Action, ApplianceGoal, Step, plan_appliance
+from luna_ha.planner import (
+    Action,
+    ApplianceGoal,
+    ApplianceState,
+    Step,
+    check_login_allowed,
+    plan_appliance,
+)
 from luna_ha.secrets import SecretReader
 from luna_ha.spec import ApplianceSpec, GroupSpec, parse_appliance
 from luna_ha.ssh import CommandRecord, HostKeyPin, LunaShell, SshTarget
@@ -183,7 +191,14 @@ class Engine:
         goals = self._goals(
             spec, token, existing, previous=previous, fingerprints=fingerprints, destroying=False
         )
-        reports = self._run_all(goals, deadline, apply=True, secrets=group_secrets, certificates=certificates)
+        reports = self._run_all(
+            goals,
+            deadline,
+            apply=True,
+            secrets=group_secrets,
+            certificates=certificates,
+            lock_path=spec.parameter_path,
+        )
         report = RunReport("apply", reports)
         if not report.ok:
             report.parameters_put = new_credentials
@@ -234,7 +249,9 @@ class Engine:
         goals = self._goals(
             spec, token, existing if owns_parameters else {}, previous=None, fingerprints={}, destroying=True
         )
-        reports = self._run_all(goals, deadline, apply=True, secrets=group_secrets, certificates={})
+        reports = self._run_all(
+            goals, deadline, apply=True, secrets=group_secrets, certificates={}, lock_path=spec.parameter_path
+        )
         report = RunReport("destroy", reports)
         if not report.ok:
             report.seconds = time.monotonic() - started
@@ -410,13 +427,14 @@ class Engine:
         apply: bool,
         secrets: appl.GroupSecrets | None,
         certificates: Mapping[str, str],
+        lock_path: str | None = None,
     ) -> list[ApplianceReport]:
         if not goals:
             return []
         workers = max(1, min(self.max_workers, len(goals)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="appliance") as pool:
             futures = [
-                pool.submit(self._run_one, a, goal, deadline, apply, secrets, certificates)
+                pool.submit(self._run_one, a, goal, deadline, apply, secrets, certificates, lock_path)
                 for a, goal in goals
             ]
             return [f.result() for f in futures]
@@ -429,8 +447,10 @@ class Engine:
         apply: bool,
         secrets: appl.GroupSecrets | None,
         certificates: Mapping[str, str],
+        lock_path: str | None = None,
     ) -> ApplianceReport:
         report = ApplianceReport(host=a.host, leaving=not goal.present)
+        guard = _AdminGuard(self, a.host, lock_path)
         started = time.monotonic()
         lock = threading.Lock()
 
@@ -465,6 +485,7 @@ class Engine:
                         certificates=certificates,
                         deadline=deadline,
                         on_step=lambda done: self.progress(a.host, f"done: {done}"),
+                        before_step=lambda next_step, done: guard.check(shell, next_step, done),
                     )
                     if any(s.action is Action.PARTITION_CREATE for s in report.done):
                         step = "read partition serial"
@@ -480,6 +501,8 @@ class Engine:
             report.error = ApplianceError(a.host, step, str(exc))
         except Exception as exc:  # a bug or an unexpected library error: still name the appliance
             report.error = ApplianceError(a.host, step, f"unexpected {type(exc).__name__}")
+        finally:
+            guard.release()
         if report.error is not None:
             self.progress(a.host, f"FAILED: {report.error}")
         report.seconds = time.monotonic() - started
@@ -528,6 +551,64 @@ def _document_of(existing: Mapping[str, Parameter]) -> GroupDocument | None:
             except (ValueError, KeyError, TypeError):
                 return None
     return None
+
+
+class _AdminGuard:
+    """Right before ``hsm login`` or ``hsm init`` on one appliance: hold that appliance's lock in
+    SSM (so duplicated runs never log in at once) and read ``hsm show`` again in this session, so
+    the zeroization guard decides on the state of now, not of the observation."""
+
+    STALE_SECONDS = 960.0  # longer than any Lambda run: a lock this old was left by a crash
+
+    def __init__(self, engine: Engine, host: str, lock_path: str | None) -> None:
+        self.engine, self.host = engine, host
+        self.name = login_lock_name(lock_path, host) if lock_path else None
+        self.held = False
+
+    def check(self, shell: LunaShell, step: Step, done: Sequence[Step]) -> None:
+        if step.action not in (Action.HSM_LOGIN, Action.HSM_INIT):
+            return
+        initialized_here = any(s.action is Action.HSM_INIT for s in done)
+        self.acquire(str(step))
+        hsm = appl.read_hsm(shell, f"{step}: check hsm show")
+        if step.action is Action.HSM_INIT and not hsm.zeroized:
+            raise ApplianceError(
+                self.host,
+                str(step),
+                "the HSM is no longer zeroized (another run initialized it?); hsm init was not sent",
+            )
+        if step.action is Action.HSM_LOGIN and not initialized_here:
+            check_login_allowed(self.host, _attempts_only(hsm.attempts_left))
+
+    def acquire(self, step: str) -> None:
+        if self.held or self.name is None:
+            return
+        now = self.engine.now().timestamp()
+        value = json.dumps({"at": now})
+        if not self.engine.store.create(Parameter(self.name, value)):
+            current = self.engine.store.read(self.name.rsplit("/", 1)[0]).get(self.name)
+            try:
+                age = now - float(json.loads(current.value)["at"]) if current else self.STALE_SECONDS
+            except (ValueError, KeyError, TypeError):
+                age = self.STALE_SECONDS
+            if age < self.STALE_SECONDS:
+                raise ApplianceError(
+                    self.host,
+                    step,
+                    "another run is working as HSM Admin on this appliance; "
+                    "nothing was sent; re-run when it has finished",
+                )
+            self.engine.store.apply(ParameterPlan(puts=(Parameter(self.name, value),)))
+        self.held = True
+
+    def release(self) -> None:
+        if self.held and self.name is not None:
+            self.held = False
+            self.engine.store.apply(ParameterPlan(deletes=(self.name,)))
+
+
+def _attempts_only(attempts_left: int | None) -> ApplianceState:
+    return ApplianceState(hsm_serial=None, hsm_label=None, zeroized=False, attempts_left=attempts_left)
 
 
 def _rebased(parameters: Mapping[str, Parameter], old_path: str, new_path: str) -> dict[str, Parameter]:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 GROUP = "group"
 CURRENT = "current"
 DELETING = "deleting"
+LOCKS = "locks"
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 _HOST_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
@@ -225,6 +226,11 @@ def host_from_segment(segment: str) -> str:
         pos = match.end()
     raw += segment[pos:].encode("ascii")
     return raw.decode("utf-8")
+
+
+def login_lock_name(path: str, host: str) -> str:
+    """``<path>/locks/<host>``: held by the one run that may log in as HSM Admin on ``host``."""
+    return f"{check_path(path)}/{LOCKS}/{host_segment(host)}"
 
 
 def deletion_marker_name(path: str) -> str:
@@ -425,6 +431,12 @@ def plan_parameters(
 
     puts.sort(key=put_order)
 
-    deletes = [name for name in existing if name not in desired and (path is None or _below(name, path))]
+    deletes = [
+        name
+        for name in existing
+        if name not in desired
+        and (path is None or _below(name, path))
+        and not (path is not None and desired and _below(name, f"{path}/{LOCKS}"))  # held by a running run
+    ]
     deletes.sort(key=lambda name: (_put_rank(name), name))
     return ParameterPlan(puts=tuple(puts), deletes=tuple(deletes))
