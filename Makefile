@@ -15,6 +15,10 @@ SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_STAMP := $(SAM_VENV)/.installed
 SAM_CLI_VERSION ?= 1.170.*
+# checkov pins an older boto3 too: its own venv; tests/templates/test_scanners.py runs it offline.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_VERSION ?= 3.3.*
 # Instruction set of the provider function and its layer: arm64 | x86_64 (make build ARCH=x86_64).
 ARCH ?= arm64
 # `sam build` of the python3.13 function needs python3.13 on PATH.
@@ -47,10 +51,18 @@ $(SAM_STAMP):
 
 sam: $(SAM_STAMP) ## create .venv-sam with the AWS SAM CLI
 
+$(CHECKOV_STAMP):
+	@test -n "$(PYTHON)" || { echo "need python >= 3.11 (3.13 preferred)"; exit 1; }
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
+	$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)' 2>&1 | grep -v 'is ignored' || true
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --version
+	@touch $@
+
 demo: $(STAMP) ## run the whole lifecycle locally: simulated appliances + moto
 	$(BIN)/luna-ha demo
 
-test: lint typecheck $(SAM_STAMP) ## ruff, mypy and every test tier
+test: lint typecheck $(SAM_STAMP) $(CHECKOV_STAMP) ## ruff, mypy and every test tier
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests
 
 lint: $(STAMP)
@@ -66,7 +78,7 @@ unit: $(STAMP) ## the pure, fast tests only
 functional: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/functional
 
-templates: $(STAMP) $(SAM_STAMP) ## cfn-lint, sam validate --lint and sam build of templates/
+templates: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) ## cfn-lint, sam validate --lint and sam build of templates/
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/templates
 
 bench: $(STAMP) ## print benchmark tables and ratios

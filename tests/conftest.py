@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from moto import mock_aws
 
+pytest_plugins = ("tests.secret_scan",)  # fails a functional test whose product output holds a secret
+
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:

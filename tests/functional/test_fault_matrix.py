@@ -1,0 +1,873 @@
+"""The fault matrix: every step of Create, Update and Delete x every fault the simulator can inject.
+
+Three appliances, the fault on the second (``127.0.0.2``). For every case:
+
+* the operation answers: it returns (with an error) within a bound, never hangs;
+* only the faulted appliance fails, and the Reason CloudFormation would show (``short_reason``)
+  starts with ``Appliance 127.0.0.2, step '<the step>'``;
+* nothing of another resource is touched: another group's partition, registrations and
+  parameters and a hand-made registration are the same before, after the fault and after the
+  re-run, and no mutating command names them;
+* a re-run (the fault gone) succeeds and converges: a plan afterwards is empty and what is
+  published matches the appliances (or, for Delete, nothing of this resource is left);
+* the HSMs stay safe: every appliance ends with all 3 HSM Admin attempts and initialized, no
+  shell session ever sent ``hsm login`` twice, and ``hsm init`` ran on the zeroized appliance only.
+
+Steps are the commands an operation sends to the faulted appliance, in order (a guard test checks
+the lists against what a fault-free run sends, so a new step cannot be left out of the matrix).
+Faults: the connection faults (``refused``, ``wrong-host-key``, ``auth-failure``) act at
+``connect``; the command faults (``drop`` before the command runs, ``drop-after`` it ran but
+before its answer, ``error``, ``hang`` past the deadline) act on each command. The simulator's
+``Faults`` covers lunash commands; SCP transfers (certificate upload, ``server.pem`` download)
+get the same four faults from :class:`ScpFault` here.
+
+Every case runs through the engine; a representative subset also runs through the real Lambda
+handler (``LocalCloudFormation``: real events, crhelper's answer over HTTPS). Hangs end at the
+run's real deadline, kept short: the per-step budgets (``appliance.STEP_BUDGET``, "start no step
+that cannot finish") are scaled down for those cases so that a deadline of about a second still
+admits every step. The matrix size and result are printed in pytest's terminal summary.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import secrets as pysecrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from moto import mock_aws
+
+import luna_ha.certs
+from luna_ha import appliance as appliance_module
+from luna_ha import compose
+from luna_ha.certs import luna_fingerprint
+from luna_ha.clock import Deadline
+from luna_ha.engine import Engine, GroupRunError, RunReport
+from luna_ha.ownership import ownership_token, parse_registration
+from luna_ha.resource import MAX_REASON, physical_id_for, short_reason
+from luna_ha.sim.cloudformation import LocalCloudFormation, Response
+from luna_ha.sim.faults import FaultAction, Faults, Hang
+from luna_ha.sim.journal import Journal
+from luna_ha.sim.localaws import LabSecrets, group_properties, local_aws, seed_secrets
+from luna_ha.sim.scp import ScpError, parse_scp_command
+from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
+from luna_ha.sim.state import ApplianceState, RegisteredClient
+from luna_ha.spec import GroupSpec, parse_properties
+from tests.functional.lab import Lab
+
+ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/matrix/1|Group|payments"
+OTHER_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/other/2|Group|orders"
+PATH = "/luna-ha/payments"
+OTHER_PATH = "/luna-ha/orders"
+LEGACY = "legacy-app"  # registered by hand, by nobody's automation
+FAULTED = 1  # the second of three appliances
+INIT_LABEL = "hsm-b"
+REGION = "us-east-1"
+
+CONNECT_FAULTS = ("refused", "wrong-host-key", "auth-failure")
+COMMAND_FAULTS = ("drop", "drop-after", "error", "hang")
+
+# Hangs: the budgets are scaled so that every step may start under a deadline of about a second.
+BUDGET_SCALE = 1 / 1000
+HANG_DEADLINE = 1.2
+HANDLER_HANG_TIMEOUT = 3.5  # the function timeout of handler cases with a hang
+HANDLER_TIMEOUT = 10.0  # below 15 s crhelper does not sleep before answering a Delete
+ANSWER_LIMIT = 60.0  # an operation that has not answered by then hangs
+
+
+def generation(token: str, n: int) -> str:
+    return f"web-{token}-r{n}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Steps and operations
+
+
+@dataclass(frozen=True)
+class MatrixStep:
+    """One command an operation sends to the faulted appliance.
+
+    ``command`` is the canonical lunash command, or ``scp upload`` / ``scp download``; ``nth`` its
+    position: the ordinal of the command line in the session (lunash) or of the transfer of that
+    direction (SCP). ``reason`` is what the failure names as the step; ``{r0}``... stand for this
+    resource's registration names.
+    """
+
+    command: str
+    reason: str
+    nth: int
+
+    @property
+    def scp(self) -> bool:
+        return self.command.startswith("scp ")
+
+    def named(self, token: str) -> str:
+        return self.reason.format(**{f"r{n}": generation(token, n) for n in range(3)})
+
+
+CONNECT = MatrixStep("connect", "connect", 0)
+
+
+def sequence(*items: tuple[str, str]) -> tuple[MatrixStep, ...]:
+    steps, counts, ordinal = [], Counter[str](), 0
+    for command, reason in items:
+        if command.startswith("scp "):
+            counts[command] += 1
+            steps.append(MatrixStep(command, reason, counts[command]))
+        else:
+            ordinal += 1
+            steps.append(MatrixStep(command, reason, ordinal))
+    return tuple(steps)
+
+
+OBSERVE = (
+    ("hsm show", "observe: hsm show"),
+    ("partition list", "observe: partition list"),
+    ("client list", "observe: client list"),
+)
+REGISTER_R = (
+    ("scp upload", "upload certificate {r%d}"),
+    ("client register", "client register {r%d}"),
+    ("client assignPartition", "client assignPartition {r%d} -partition payments"),
+)
+
+
+def register(n: int) -> tuple[tuple[str, str], ...]:
+    return tuple((command, reason % n) for command, reason in REGISTER_R)
+
+
+SHOW = (("client show", "observe: client show"), ("client fingerprint", "observe: client fingerprint"))
+
+
+# Right before `hsm login` / `hsm init` the engine reads `hsm show` again (the zeroization guard).
+LOGIN = (("hsm show", "hsm login: check hsm show"), ("hsm login", "hsm login"))
+
+CREATE_STEPS = sequence(
+    *OBSERVE,
+    *LOGIN,
+    ("partition create", "partition create payments"),
+    *register(0),
+    ("partition list", "read partition serial"),
+    ("scp download", "download server.pem"),
+)
+CREATE_INIT_STEPS = sequence(
+    ("hsm show", "observe: hsm show"),
+    ("hsm show", f"hsm init {INIT_LABEL}: check hsm show"),
+    ("hsm init", f"hsm init {INIT_LABEL}"),
+    ("sysconf regenCert", "sysconf regenCert"),
+    ("ntls bind", "ntls bind"),
+    *LOGIN,
+    ("partition create", "partition create payments"),
+    *register(0),
+    ("partition list", "read partition serial"),
+    ("scp download", "download server.pem"),
+)
+UPDATE_STEPS = sequence(
+    *OBSERVE,
+    *SHOW,
+    *SHOW,
+    *register(2),
+    ("client revokePartition", "client revokePartition {r0} -partition payments"),
+    ("client delete", "client delete {r0}"),
+    ("scp download", "download server.pem"),
+)
+DELETE_STEPS = sequence(
+    *OBSERVE,
+    *SHOW,
+    ("client revokePartition", "client revokePartition {r0} -partition payments"),
+    ("client delete", "client delete {r0}"),
+    *LOGIN,
+    ("partition delete", "partition delete payments"),
+)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """An operation on a group of three, from a prepared state (``setup`` rotations applied first)."""
+
+    name: str
+    steps: tuple[MatrixStep, ...]
+    rotation: int  # the client generation the operation asks for
+    setup: tuple[int, ...] = ()  # rotations applied before it
+    destroy: bool = False
+    initialize: bool = False  # the faulted appliance starts zeroized, with Initialize: true
+    connect: bool = True  # the connection faults apply (else they are another operation's cases)
+    focus: int | None = None  # only the first ``focus`` steps are the operation's own
+
+    @property
+    def matrix_steps(self) -> tuple[MatrixStep, ...]:
+        return self.steps[: self.focus]
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {"PartitionDeletionPolicy": "Delete"} if self.destroy else {}
+
+
+OPERATIONS = {
+    op.name: op
+    for op in (
+        Operation("create", CREATE_STEPS, rotation=0),
+        # Initialize: its own steps are the ones up to the first login; from there on it sends what
+        # Create sends, recovering the same way, and it connects as Create does.
+        Operation("create-init", CREATE_INIT_STEPS, rotation=0, initialize=True, connect=False, focus=7),
+        Operation("update", UPDATE_STEPS, rotation=2, setup=(0, 1)),
+        Operation("delete", DELETE_STEPS, rotation=0, setup=(0,), destroy=True),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    operation: str
+    step: MatrixStep
+    fault: str
+
+    def __str__(self) -> str:
+        """``update:10-client-revokePartition:drop-after``: the step's place in the operation."""
+        if self.step is CONNECT:
+            return f"{self.operation}:connect:{self.fault}"
+        place = OPERATIONS[self.operation].steps.index(self.step) + 1
+        return f"{self.operation}:{place:02d}-{self.step.command.replace(' ', '-')}:{self.fault}"
+
+
+def matrix() -> list[Case]:
+    cases = []
+    for op in OPERATIONS.values():
+        cases += [Case(op.name, CONNECT, fault) for fault in CONNECT_FAULTS if op.connect]
+        cases += [Case(op.name, step, fault) for step in op.matrix_steps for fault in COMMAND_FAULTS]
+    return cases
+
+
+def step_of(operation: str, command: str) -> MatrixStep:
+    if command == "connect":
+        return CONNECT
+    return next(s for s in OPERATIONS[operation].steps if s.command == command)
+
+
+ENGINE_CASES = matrix()
+HANDLER_CASES = [
+    Case(operation, step_of(operation, command), fault)
+    for operation, command, fault in (
+        ("create", "connect", "refused"),
+        ("create", "partition create", "drop-after"),
+        ("create", "client register", "hang"),
+        ("update", "connect", "wrong-host-key"),
+        ("update", "scp upload", "error"),
+        ("update", "client revokePartition", "drop"),
+        ("delete", "connect", "auth-failure"),
+        ("delete", "client delete", "error"),
+        ("delete", "partition delete", "hang"),
+    )
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Injecting faults
+
+
+class _DropOnSend:
+    """A channel that drops the connection instead of its ``nth`` send (SCP drop-after)."""
+
+    def __init__(self, channel: Any, nth: int) -> None:
+        self._channel, self._nth, self._sent = channel, nth, 0
+
+    def recv(self, nbytes: int) -> bytes:
+        return bytes(self._channel.recv(nbytes))
+
+    def sendall(self, data: bytes) -> None:
+        self._sent += 1
+        if self._sent == self._nth:
+            self._channel.get_transport().close()
+            raise OSError("connection dropped (simulated fault)")
+        self._channel.sendall(data)
+
+
+class ScpFault:
+    """The four command faults on the ``nth`` SCP transfer of one direction of one appliance.
+
+    ``drop`` closes the connection before the transfer; ``drop-after`` after the uploaded file is
+    stored (its last acknowledgement never sent), or, for a download, after the header (mid-file);
+    ``error`` answers ``\\x01scp: ...``; ``hang`` says nothing until released or abandoned.
+    """
+
+    def __init__(self, appliance: SimulatedAppliance, fault: str, step: MatrixStep, hang: Hang) -> None:
+        self.appliance, self.fault, self.hang = appliance, fault, hang
+        self.direction = step.command.removeprefix("scp ")
+        self.nth, self.seen = step.nth, 0
+        self._original = appliance._run_exec
+        appliance._run_exec = self._run_exec  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        del self.appliance._run_exec  # back to the class's method
+
+    def _run_exec(self, channel: Any, command: str, session_id: str) -> int:
+        try:
+            request = parse_scp_command(command)
+        except ScpError:
+            request = None
+        if request is None or request.direction != self.direction:
+            return self._original(channel, command, session_id)
+        self.seen += 1
+        if self.seen != self.nth:
+            return self._original(channel, command, session_id)
+        transport = channel.get_transport()
+        if self.fault == "drop":
+            transport.close()
+        elif self.fault == "error":
+            channel.sendall(b"\x01scp: simulated fault\n")
+        elif self.fault == "hang":
+            self.hang.hold(lambda: channel.closed or not transport.is_active())
+        else:  # drop-after
+            return self._original(
+                _DropOnSend(channel, 3 if self.direction == "upload" else 2), command, session_id
+            )
+        return 1
+
+
+@dataclass
+class Injected:
+    appliance: SimulatedAppliance
+    hang: Hang
+    password: str
+    scp: ScpFault | None = None
+
+    def remove(self) -> None:
+        self.appliance.faults.clear()
+        self.hang.release()
+        self.appliance.password = self.password
+        if self.scp is not None:
+            self.scp.remove()
+
+
+def inject(appliance: SimulatedAppliance, case: Case) -> Injected:
+    """Put ``case``'s fault on ``appliance`` until ``remove()``."""
+    injected = Injected(appliance, Hang(), appliance.password)
+    step, faults = case.step, appliance.faults
+    if case.fault == "refused":
+        faults.refuse()
+    elif case.fault == "wrong-host-key":
+        faults.wrong_host_key()
+    elif case.fault == "auth-failure":
+        appliance.password = "not-" + appliance.password
+    elif step.scp:
+        injected.scp = ScpFault(appliance, case.fault, step, injected.hang)
+    elif case.fault in ("drop", "drop-after"):
+        faults.drop(command=step.command, nth=step.nth, after_execute=case.fault == "drop-after", times=None)
+    else:
+        # The public fail()/hang() act on the first use of a command; the matrix needs the n-th
+        # (`partition list` to read the serial, the second `client show`), as drop(nth=) does.
+        action = (
+            FaultAction("hang", hang=injected.hang)
+            if case.fault == "hang"
+            else FaultAction("fail", f"'{step.command}' failed. (simulated fault)")
+        )
+        faults._add(action, step.command, step.nth, None)
+    return injected
+
+
+# --------------------------------------------------------------------------------------------------
+# What must hold
+
+
+@dataclass
+class Answer:
+    result: Any = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+
+
+def answered(run: Callable[[], Any], limit: float = ANSWER_LIMIT) -> Answer:
+    """Run ``run`` in a thread of its own; fail the test when it has not answered within ``limit``."""
+    answer = Answer()
+
+    def target() -> None:
+        try:
+            answer.result = run()
+        except BaseException as exc:  # the operation's failure is the result here
+            answer.error = exc
+
+    started = time.monotonic()
+    thread = threading.Thread(target=target, name="matrix-operation", daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"the operation did not answer within {limit:.0f} s"
+    answer.seconds = time.monotonic() - started
+    return answer
+
+
+def parameters(path: str) -> dict[str, tuple[str, int]]:
+    ssm = boto3.client("ssm", region_name=REGION)
+    found: dict[str, tuple[str, int]] = {}
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(
+        Path=path, Recursive=True, WithDecryption=True
+    ):
+        found.update({p["Name"]: (p["Value"], p["Version"]) for p in page["Parameters"]})
+    return found
+
+
+def others(appliances: list[SimulatedAppliance], token: str) -> dict[str, Any]:
+    """Everything on the appliances and in SSM that is not this resource's."""
+    seen: dict[str, Any] = {"parameters": parameters(OTHER_PATH)}
+    for a in appliances:
+        with a.state.lock:
+            seen[a.host] = (
+                {
+                    name: (c.hostname, tuple(c.partitions), c.fingerprint)
+                    for name, c in a.state.clients.items()
+                    if parse_registration(name, token) is None
+                },
+                {p.name: p.serial for p in a.state.partitions.values() if p.name != "payments"},
+            )
+    return seen
+
+
+def foreign_names(snapshot: dict[str, Any]) -> set[str]:
+    names = {"orders", OTHER_PATH}
+    for key, value in snapshot.items():
+        if key != "parameters":
+            names |= set(value[0])
+    return names
+
+
+def assert_untouched_by_mutations(
+    appliances: list[SimulatedAppliance], marks: list[int], names: set[str]
+) -> None:
+    for a, mark in zip(appliances, marks, strict=True):
+        for entry in a.journal.since(mark):
+            if entry.mutating:
+                words = set(entry.line.replace(".pem", " ").split())
+                assert not words & names, f"{a.host}: '{entry.line}' touches another resource"
+
+
+def assert_hsms_safe(appliances: list[SimulatedAppliance], init_target: int | None) -> None:
+    for i, a in enumerate(appliances):
+        assert a.state.attempts_left == 3, f"{a.host}: {a.state.attempts_left} HSM Admin attempts left"
+        assert not a.state.zeroized, f"{a.host} is zeroized"
+        logins = Counter(e.session for e in a.journal.commands() if e.command == "hsm login")
+        assert max(logins.values(), default=0) <= 1, f"{a.host}: a session sent 'hsm login' twice"
+        inits = [e for e in a.journal.commands() if e.command == "hsm init"]
+        if i == init_target:
+            assert [e.result for e in inits].count(0) == 1, f"{a.host}: hsm init did not run exactly once"
+        else:
+            assert inits == [], f"{a.host}: hsm init sent to an initialized HSM"
+
+
+def assert_converged(
+    appliances: list[SimulatedAppliance],
+    engine: Engine | None,
+    spec: GroupSpec,
+    physical_id: str,
+    op: Operation,
+) -> None:
+    """Converged: what the appliances and Parameter Store hold is what ``spec`` asks for, and (with
+    ``engine``) a plan finds nothing left to do."""
+    token = ownership_token(physical_id)
+    if op.destroy:
+        for a in appliances:
+            assert not [n for n in a.state.clients if parse_registration(n, token)], f"{a.host} keeps ours"
+            assert "payments" not in a.state.partitions, f"{a.host} keeps the partition (Delete policy)"
+        assert set(parameters(PATH)) <= {f"{PATH}/deleting"}
+        return
+    if engine is not None:
+        plan = engine.plan(spec, physical_id, deadline=Deadline.after(120))
+        assert plan.ok and [a.planned for a in plan.appliances] == [(), (), ()], [
+            a.planned for a in plan.appliances
+        ]
+    published = {name: value for name, (value, _) in parameters(PATH).items()}
+    group = json.loads(published[f"{PATH}/group"])
+    assert group["owner"] == physical_id
+    current = generation(token, op.rotation)
+    assert published[f"{PATH}/clients/web/current"] == current
+    fingerprint = luna_fingerprint(published[f"{PATH}/clients/web/{current}/cert"])
+    wanted = {current} | ({generation(token, op.rotation - 1)} if op.rotation else set())
+    for a, member in zip(appliances, group["members"], strict=True):
+        partition = a.state.partitions["payments"]
+        assert (member["host"], member["serial"]) == (a.host, partition.serial)
+        assert published[f"{PATH}/servers/{a.host}/cert"] == a.state.files["server.pem"].decode()
+        ours = {n: c for n, c in a.state.clients.items() if parse_registration(n, token)}
+        assert set(ours) == wanted, f"{a.host}: {sorted(ours)}"
+        assert ours[current].fingerprint == fingerprint and ours[current].partitions == ["payments"]
+    if op.initialize:
+        state = appliances[FAULTED].state
+        assert state.label == INIT_LABEL and state.ntls_bound
+
+
+def assert_failed_on_the_faulted_appliance(error: BaseException | None, host: str, step: str) -> str:
+    assert isinstance(error, GroupRunError), f"expected the run to fail on {host}, got {error!r}"
+    assert [r.host for r in error.report.failures] == [host], str(error)
+    reason = short_reason(error)
+    assert reason.startswith(f"Appliance {host}, step '{step}"), reason
+    assert len(reason) <= MAX_REASON
+    return reason
+
+
+# --------------------------------------------------------------------------------------------------
+# The summary printed at the end of the session
+
+
+class MatrixSummary:
+    name = "luna-ha-fault-matrix"
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not re.search(r"test_fault_matrix\.py::test_fault(_through_the_handler)?\[", report.nodeid):
+            return
+        if report.failed:
+            self.outcomes[report.nodeid] = "failed"
+        elif report.skipped:
+            self.outcomes.setdefault(report.nodeid, "xfailed" if hasattr(report, "wasxfail") else "skipped")
+        elif report.when == "call":
+            self.outcomes.setdefault(report.nodeid, "passed")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        per_op = Counter(c.operation for c in ENGINE_CASES)
+        size = " + ".join(
+            f"{name} {len(op.matrix_steps)} steps x {len(COMMAND_FAULTS)}"
+            + (f" + connect x {len(CONNECT_FAULTS)}" if op.connect else "")
+            for name, op in OPERATIONS.items()
+        )
+        counts = Counter(self.outcomes.values())
+        ran = ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "none ran"
+        terminalreporter.write_sep("-", "fault matrix")
+        terminalreporter.write_line(
+            f"{len(ENGINE_CASES) + len(HANDLER_CASES)} cases: engine {len(ENGINE_CASES)} "
+            f"({size}; {dict(per_op)}), real handler {len(HANDLER_CASES)}; "
+            f"3 appliances, fault on the second"
+        )
+        terminalreporter.write_line(f"result: {ran} of {len(self.outcomes)} run")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def matrix_summary(request: pytest.FixtureRequest) -> None:
+    manager = request.config.pluginmanager
+    if manager.get_plugin(MatrixSummary.name) is None:
+        manager.register(MatrixSummary(), MatrixSummary.name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@cache
+def _client_keys() -> tuple[rsa.RSAPrivateKey, ...]:
+    return tuple(rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(6))
+
+
+@pytest.fixture(autouse=True)
+def pooled_client_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Client certificates are made as always, from a pool of RSA keys made once (speed only)."""
+    keys = itertools.cycle(_client_keys())
+    monkeypatch.setattr(luna_ha.certs.rsa, "generate_private_key", lambda **_: next(keys))
+
+
+def scale_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    scaled = {action: seconds * BUDGET_SCALE for action, seconds in appliance_module.STEP_BUDGET.items()}
+    monkeypatch.setattr(appliance_module, "STEP_BUDGET", scaled)
+
+
+class Bench:
+    """Three appliances for the whole module; each case starts from its operation's baseline.
+
+    A baseline (the other resource, a hand-made registration, the rotations an operation starts
+    from) is built once per operation through the engine, then kept: the appliances' states and
+    the parameters. Each case gets copies back on the running appliances, in a fresh moto.
+    """
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.pristine = [clone(a.state) for a in lab.appliances]
+        self.baselines: dict[str, tuple[list[ApplianceState], list[dict[str, str]]]] = {}
+
+    def reset(self, states: list[ApplianceState]) -> None:
+        for a, state in zip(self.lab.appliances, states, strict=True):
+            a.state, a.journal, a.faults = clone(state), Journal(), Faults()
+            a.connections = a.refused = 0
+        self.lab.progress.clear()
+        sm = boto3.client("secretsmanager", region_name=REGION)
+        sm.create_secret(
+            Name="luna/admin",
+            SecretString=json.dumps({"password": self.lab.admin_password, "domain": self.lab.domain}),
+        )
+        sm.create_secret(
+            Name="luna/partition", SecretString=json.dumps({"password": self.lab.partition_password})
+        )
+        for a in self.lab.appliances:
+            sm.create_secret(
+                Name=f"luna/manager/{a.hostname}",
+                SecretString=json.dumps({"username": a.username, "password": a.password}),
+            )
+
+    def prepare(self, op: Operation) -> GroupSpec:
+        """The appliances and parameters as ``op`` starts from (moto must be active)."""
+        if op.name in self.baselines:
+            states, params = self.baselines[op.name]
+            self.reset(states)
+            ssm = boto3.client("ssm", region_name=REGION)
+            for request in params:
+                ssm.put_parameter(**request)
+        else:
+            self.reset(self.pristine)
+            prepare_engine_case(self.lab, op)
+            ssm = boto3.client("ssm", region_name=REGION)
+            params = [
+                {"Name": p["Name"], "Value": p["Value"], "Type": p["Type"]}
+                for page in ssm.get_paginator("get_parameters_by_path").paginate(
+                    Path="/", Recursive=True, WithDecryption=True
+                )
+                for p in page["Parameters"]
+            ]
+            self.baselines[op.name] = ([clone(a.state) for a in self.lab.appliances], params)
+            # the baseline's own commands are no part of the case
+            for a in self.lab.appliances:
+                a.journal = Journal()
+        return parse_properties(engine_props(self.lab, op, op.rotation))
+
+
+def clone(state: ApplianceState) -> ApplianceState:
+    return copy.deepcopy(state, {id(state.lock): threading.RLock()})
+
+
+@pytest.fixture(scope="module")
+def bench() -> Iterator[Bench]:
+    admin_password, domain, partition_password = (
+        prefix + pysecrets.token_urlsafe(10) for prefix in ("Adm1n-", "Dom-", "Part-")
+    )
+    appliances = start_appliances(
+        3, distinct_hosts=True, initialized=True, admin_password=admin_password, domain=domain, key_type="ec"
+    )
+    try:
+        yield Bench(Lab(appliances, admin_password, domain, partition_password))
+    finally:
+        stop_appliances(appliances)
+
+
+def add_legacy_registration(appliances: list[SimulatedAppliance]) -> None:
+    for a in appliances:
+        with a.state.lock:
+            assigned = ["orders"] if "orders" in a.state.partitions else []
+            a.state.clients[LEGACY] = RegisteredClient(LEGACY, "10.9.9.9", True, b"legacy-cert", assigned)
+
+
+# --------------------------------------------------------------------------------------------------
+# The matrix through the engine
+
+
+def engine_props(lab: Lab, op: Operation, rotation: int) -> dict[str, Any]:
+    props = lab.props(members=[0, 1, 2], clients={"web": rotation}, **op.extra)
+    if op.initialize:
+        props["Appliances"][FAULTED].update(Initialize="true", HsmLabel=INIT_LABEL)
+    return props
+
+
+def engine_run(lab: Lab, op: Operation, spec: GroupSpec, deadline: Deadline) -> RunReport:
+    engine = lab.engine(spec)
+    return (
+        engine.destroy(spec, ID, deadline=deadline)
+        if op.destroy
+        else engine.apply(spec, ID, deadline=deadline)
+    )
+
+
+def prepare_engine_case(lab: Lab, op: Operation) -> None:
+    other_members = [0, 2] if op.initialize else [0, 1, 2]
+    other = lab.spec(members=other_members, PartitionName="orders", GroupLabel="orders-ha")
+    assert lab.engine(other).apply(other, OTHER_ID).ok
+    add_legacy_registration(lab.appliances)
+    if op.initialize:
+        lab.appliances[FAULTED].state.zeroize()
+    for rotation in op.setup:
+        spec = parse_properties(engine_props(lab, op, rotation))
+        assert lab.engine(spec).apply(spec, ID).ok
+
+
+@pytest.mark.parametrize("case", ENGINE_CASES, ids=str)
+def test_fault(case: Case, bench: Bench, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    op = OPERATIONS[case.operation]
+    with mock_aws():
+        engine_case(case, op, bench.prepare(op), bench.lab, monkeypatch)
+
+
+def engine_case(
+    case: Case, op: Operation, spec: GroupSpec, lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = others(lab.appliances, ownership_token(ID))
+    marks = [a.journal.mark() for a in lab.appliances]
+    faulted = lab.appliances[FAULTED]
+    deadline = Deadline.after(300)
+    if case.fault == "hang":
+        scale_budgets(monkeypatch)
+        deadline = Deadline.after(HANG_DEADLINE)
+
+    injected = inject(faulted, case)
+    try:
+        answer = answered(lambda: engine_run(lab, op, spec, deadline))
+    finally:
+        injected.remove()
+
+    reason = assert_failed_on_the_faulted_appliance(
+        answer.error, faulted.host, case.step.named(ownership_token(ID))
+    )
+    if case.fault == "hang":
+        assert answer.seconds < HANG_DEADLINE + 5, f"answered after {answer.seconds:.1f} s"
+    for secret in lab.secret_values:
+        assert secret not in reason and secret not in "\n".join(lab.progress)
+    assert others(lab.appliances, ownership_token(ID)) == before
+
+    rerun = answered(lambda: engine_run(lab, op, spec, Deadline.after(300)))
+    assert rerun.error is None, f"the re-run failed: {rerun.error}"
+    assert rerun.result.ok
+    assert_converged(lab.appliances, None, spec, ID, op)
+    assert others(lab.appliances, ownership_token(ID)) == before
+    assert_untouched_by_mutations(lab.appliances, marks, foreign_names(before))
+    assert_hsms_safe(lab.appliances, FAULTED if op.initialize else None)
+
+
+@pytest.mark.parametrize("name", sorted(OPERATIONS))
+def test_the_matrix_has_every_step_the_operation_sends(name: str, bench: Bench, aws_env: None) -> None:
+    """Guard: the step lists are exactly what a fault-free run sends to the second appliance."""
+    op = OPERATIONS[name]
+    with mock_aws():
+        guard_case(op, bench.prepare(op), bench.lab)
+
+
+def guard_case(op: Operation, spec: GroupSpec, lab: Lab) -> None:
+    faulted = lab.appliances[FAULTED]
+    mark = faulted.journal.mark()
+    assert engine_run(lab, op, spec, Deadline.after(300)).ok
+    sent = [
+        e.command if e.kind == "command" else f"scp {'upload' if 'scp -t' in e.line else 'download'}"
+        for e in faulted.journal.since(mark)
+    ]
+    assert sent == [s.command for s in op.steps]
+    assert len({str(c) for c in ENGINE_CASES}) == len(ENGINE_CASES)
+
+
+# --------------------------------------------------------------------------------------------------
+# A representative subset through the real handler
+
+
+@dataclass
+class World:
+    appliances: list[SimulatedAppliance]
+    secrets: LabSecrets
+    cfn: LocalCloudFormation
+
+    def props(self, op: Operation, rotation: int) -> dict[str, Any]:
+        return group_properties(self.appliances, clients={"web": rotation}, **op.extra)
+
+    def invoke(self, event: dict[str, Any]) -> Response:
+        response = self.cfn.invoke(event)
+        assert self.cfn.receiver.counts()[event["RequestId"]] == 1, "answered more than once"
+        return response
+
+
+def fresh_handler() -> Any:
+    from luna_ha import app
+
+    return app.build_handler()
+
+
+@contextmanager
+def handler_world(timeout: float) -> Iterator[World]:
+    secrets = LabSecrets.generate()
+    appliances = start_appliances(
+        3,
+        distinct_hosts=True,
+        initialized=True,
+        admin_password=secrets.admin_password,
+        domain=secrets.domain,
+        key_type="ec",
+    )
+    try:
+        with local_aws():
+            seed_secrets(appliances, secrets)
+            with LocalCloudFormation(
+                fresh_handler(), timeout_seconds=timeout, environment_factory=fresh_handler
+            ) as cfn:
+                yield World(appliances, secrets, cfn)
+    finally:
+        stop_appliances(appliances)
+
+
+@pytest.mark.parametrize("case", HANDLER_CASES, ids=str)
+def test_fault_through_the_handler(case: Case, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("LUNA_HA_RESPONSE_MARGIN_SECONDS", "1.5")
+    scale_budgets(monkeypatch)  # a function timeout of seconds, not the 900 s of a deployment
+    op = OPERATIONS[case.operation]
+    timeout = HANDLER_HANG_TIMEOUT if case.fault == "hang" else HANDLER_TIMEOUT
+    with handler_world(timeout) as world:
+        other = parse_properties(
+            group_properties(world.appliances, PartitionName="orders", GroupLabel="orders-ha")
+        )
+        assert compose.build_engine(other).apply(other, OTHER_ID).ok
+        add_legacy_registration(world.appliances)
+        cfn, logical = world.cfn, "Group"
+        create = cfn.create_event(logical, world.props(op, op.setup[0] if op.setup else op.rotation))
+        physical_id = physical_id_for(create)
+        token = ownership_token(physical_id)
+        current = world.props(op, op.rotation)
+        previous = current
+        if op.setup:
+            assert world.invoke(create).status == "SUCCESS"
+            for old, new in itertools.pairwise(op.setup):
+                previous = world.props(op, new)
+                update = cfn.update_event(logical, physical_id, previous, world.props(op, old))
+                assert world.invoke(update).status == "SUCCESS"
+
+        def event() -> dict[str, Any]:
+            if op.destroy:
+                return cfn.delete_event(logical, physical_id, current)
+            if op.setup:
+                return cfn.update_event(logical, physical_id, current, previous)
+            return cfn.create_event(logical, current)
+
+        before = others(world.appliances, token)
+        marks = [a.journal.mark() for a in world.appliances]
+        faulted = world.appliances[FAULTED]
+        injected = inject(faulted, case)
+        try:
+            answer = answered(lambda: world.invoke(event()), limit=timeout + 10)
+        finally:
+            injected.remove()
+
+        assert answer.error is None, f"no answer: {answer.error!r}"
+        response = answer.result
+        assert response.status == "FAILED", response.describe()
+        assert response.reason.startswith(f"Appliance {faulted.host}, step '{case.step.named(token)}"), (
+            response.reason
+        )
+        assert response.physical_resource_id == physical_id
+        assert others(world.appliances, token) == before
+
+        # What CloudFormation does next: roll back a failed Create or Update; then the user re-runs.
+        if not op.setup:
+            assert world.invoke(cfn.delete_event(logical, physical_id, current)).status == "SUCCESS"
+        elif not op.destroy:
+            rollback = cfn.update_event(logical, physical_id, previous, current)
+            assert world.invoke(rollback).status == "SUCCESS"
+        rerun = world.invoke(event())
+        assert rerun.status == "SUCCESS", rerun.describe()
+
+        spec = parse_properties(current)
+        assert_converged(world.appliances, compose.build_engine(spec), spec, physical_id, op)
+        assert others(world.appliances, token) == before
+        assert_untouched_by_mutations(world.appliances, marks, foreign_names(before))
+        assert_hsms_safe(world.appliances, None)
+        answers = [json.dumps(r.body) for r in cfn.receiver.responses()]
+        for secret in (world.secrets.admin_password, world.secrets.domain, world.secrets.partition_password):
+            assert not any(secret in answer for answer in answers)
