@@ -183,6 +183,8 @@ class GroupFileError(SpecError):
     """A group file cannot be read or is not a YAML/JSON mapping (its content errors are SpecErrors)."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
+        # a parser's message can quote the file's own characters: show them escaped, ASCII only
+        problem = problem.encode("ascii", "backslashreplace").decode("ascii")
         super().__init__("(file)", problem)
         self.path = str(path)
         shown = self.path if self.path.isprintable() else ascii(self.path)
