@@ -1,8 +1,10 @@
 """Secrets Manager adapter: the credentials of DESIGN §2, read through powertools' SecretsProvider.
 
 Passwords are never cached by the provider (``max_age=0``, ``force_fetch=True``): a rotated secret
-is seen on the next run. Within one run each secret is fetched once (a per-instance memo; build a
-new :class:`SecretReader` per run and drop it at the end).
+is seen on the next run. Within one run each secret is fetched once, however many appliance threads
+ask for it at the same moment (a per-instance memo, one fetch in flight per ARN; build a new
+:class:`SecretReader` per run and drop it at the end). A failure is remembered as well: sixteen
+appliances sharing one unreadable manager secret make one call and report the same error.
 
 No secret value ever reaches a repr, a str or an exception message: the dataclasses hide their
 secret fields, and :class:`~luna_ha.errors.SecretError` names only the ARN, the key and the problem.
@@ -10,6 +12,7 @@ secret fields, and :class:`~luna_ha.errors.SecretError` names only the ARN, the 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +59,9 @@ class SecretReader:
 
     def __init__(self, client: SecretsManagerClient) -> None:
         self._provider = SecretsProvider(boto3_client=client)
-        self._memo: dict[str, dict[str, Any]] = {}
+        self._memo: dict[str, dict[str, Any] | SecretError] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
         self.calls = 0
 
     def __repr__(self) -> str:
@@ -87,9 +92,19 @@ class SecretReader:
         return PartitionSecret(password=_required(self._read(arn), arn, "password"))
 
     def _read(self, arn: str) -> dict[str, Any]:
-        if arn in self._memo:
-            return self._memo[arn]
-        self.calls += 1
+        with self._guard:
+            lock = self._locks.setdefault(arn, threading.Lock())
+        with lock:
+            if arn not in self._memo:
+                self._memo[arn] = self._fetch(arn)
+            found = self._memo[arn]
+        if isinstance(found, SecretError):
+            raise SecretError(str(found))  # a fresh exception per caller: no shared traceback
+        return found
+
+    def _fetch(self, arn: str) -> dict[str, Any] | SecretError:
+        with self._guard:
+            self.calls += 1
         # The SecretError is raised outside the handlers so that it carries no __context__ at all:
         # the JSON decoder's exception (chained inside powertools' one) keeps the whole document.
         problem = None
@@ -109,10 +124,9 @@ class SecretReader:
         except ValueError:  # UnicodeDecodeError of a SecretBinary, before powertools' transform
             problem = "is not valid UTF-8 JSON"
         if problem is not None:
-            raise SecretError(f"Secret {arn} {problem}")
+            return SecretError(f"Secret {arn} {problem}")
         if not isinstance(value, dict):
-            raise SecretError(f"Secret {arn} must be a JSON object, not {_json_type(value)}")
-        self._memo[arn] = value
+            return SecretError(f"Secret {arn} must be a JSON object, not {_json_type(value)}")
         return value
 
 

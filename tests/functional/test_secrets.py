@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -198,6 +201,48 @@ def test_each_secret_is_read_once_per_run(client: Any, secret: Callable[[object]
         reader.manager_credentials(arn)
 
     assert reader.calls == 1
+
+
+def slow_calls(client: Any, seconds: float = 0.05) -> None:
+    """Every Secrets Manager call of ``client`` takes ``seconds`` longer, as over a real network."""
+    client.meta.events.register("before-call.secrets-manager", lambda **_: time.sleep(seconds))
+
+
+def test_appliances_asking_at_once_share_one_read(client: Any, secret: Callable[[object], str]) -> None:
+    arn = secret({"username": "admin", "password": PASSWORD})
+    slow_calls(client)
+    reader = SecretReader(client)
+    start = threading.Barrier(16)
+
+    def ask(_: int) -> ManagerCredentials:
+        start.wait()
+        return reader.manager_credentials(arn)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, range(16)))
+
+    assert reader.calls == 1
+    assert {a.password for a in answers} == {PASSWORD}
+
+
+def test_an_unreadable_secret_is_asked_for_once_and_every_asker_hears_why(client: Any) -> None:
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:luna-ha/absent-AbCdEf"
+    slow_calls(client)
+    reader = SecretReader(client)
+    start = threading.Barrier(8)
+
+    def ask(_: int) -> str:
+        start.wait()
+        with pytest.raises(SecretError) as caught:
+            reader.manager_credentials(arn)
+        assert caught.value.__context__ is None
+        return str(caught.value)
+
+    with ThreadPoolExecutor(8) as pool:
+        reasons = set(pool.map(ask, range(8)))
+
+    assert reader.calls == 1
+    assert reasons == {f"Secret {arn} cannot be read: ResourceNotFoundException"}
 
 
 def test_a_new_run_sees_a_rotated_password(client: Any, secret: Callable[[object], str]) -> None:
