@@ -14,13 +14,19 @@ def build_engine(
     spec: GroupSpec, progress: Progress | None = None, *, deletion_markers: bool = False
 ) -> Engine:
     import boto3
+    from botocore.config import Config
 
     from luna_ha.secrets import SecretReader
     from luna_ha.store import ParameterStore
 
     return Engine(
         secrets=SecretReader(boto3.client("secretsmanager")),
-        store=ParameterStore(boto3.client("ssm"), kms_key_id=spec.kms_key_id),
+        # The store writes a wave of parameters at once; adaptive retries slow this client down
+        # when Parameter Store throttles (40 puts/s by default) instead of failing the run.
+        store=ParameterStore(
+            boto3.client("ssm", config=Config(retries={"mode": "adaptive", "max_attempts": 10})),
+            kms_key_id=spec.kms_key_id,
+        ),
         progress=progress,
         deletion_markers=deletion_markers,
     )

@@ -25,9 +25,9 @@ from luna_ha.layout import (
     Member,
     Parameter,
     ParameterPlan,
+    admin_lock_name,
     build_layout,
     deletion_marker_name,
-    login_lock_name,
     owned_by,
     plan_parameters,
 )
@@ -152,6 +152,7 @@ class Engine:
         deadline = deadline or Deadline.never()
         started = time.monotonic()
         token = ownership_token(physical_id)
+        self._prefetch_secrets(spec, group=False)
         existing = self.store.read(spec.parameter_path)
         generations = self._generations(spec, token, existing, create=False)
         # A generation not generated yet has no fingerprint: any registration of that name differs.
@@ -173,6 +174,7 @@ class Engine:
         deadline = deadline or Deadline.never()
         started = time.monotonic()
         token = ownership_token(physical_id)
+        self._prefetch_secrets(spec, group=True)
         group_secrets = self._group_secrets(spec)
         begun = self.now().timestamp()
         existing = self.store.read(spec.parameter_path)
@@ -185,7 +187,8 @@ class Engine:
         generations = self._generations(spec, token, known, create=True)
         # Publish new client keys before any appliance registers them: a run that stops half-way
         # leaves a key the next run reuses, never a registration whose key is lost.
-        new_credentials = self._publish_credentials(spec, generations, existing)
+        written = self._publish_credentials(spec, generations, existing)
+        new_credentials = tuple(p.name for p in written)
         fingerprints = {g.name: luna_fingerprint(g.cert_pem) for g in generations}
         certificates = {g.name: g.cert_pem for g in generations}
         goals = self._goals(
@@ -204,9 +207,9 @@ class Engine:
             report.parameters_put = new_credentials
             report.seconds = time.monotonic() - started
             raise GroupRunError(report)
-        if new_credentials or self.deletion_markers:
-            existing = self.store.read(spec.parameter_path)
-        if self._deleted_since(existing, spec, physical_id, begun):
+        # Every generation is in Parameter Store now (found, written, or adopted from another run).
+        existing = {**existing, **_credential_parameters(spec.parameter_path, generations)}
+        if self._deleted_since(spec, physical_id, begun):
             self.destroy(spec, physical_id, deadline=deadline)
             raise ResourceDeleted(
                 f"a Delete of {physical_id} arrived while this operation ran; its changes were undone"
@@ -245,7 +248,9 @@ class Engine:
             marker = Parameter(deletion_marker_name(spec.parameter_path), value, secure=False)
             self.store.apply(ParameterPlan(puts=(marker,)))
         owns_parameters = owned_by(existing, physical_id)
-        group_secrets = self._group_secrets(spec) if spec.partition_deletion_policy == "Delete" else None
+        deletes_partitions = spec.partition_deletion_policy == "Delete"
+        self._prefetch_secrets(spec, group=deletes_partitions)
+        group_secrets = self._group_secrets(spec) if deletes_partitions else None
         goals = self._goals(
             spec, token, existing if owns_parameters else {}, previous=None, fingerprints={}, destroying=True
         )
@@ -267,14 +272,12 @@ class Engine:
         return report
 
     # -- deletion markers -------------------------------------------------------------------
-    def _deleted_since(
-        self, existing: Mapping[str, Parameter], spec: GroupSpec, physical_id: str, begun: float
-    ) -> bool:
+    def _deleted_since(self, spec: GroupSpec, physical_id: str, begun: float) -> bool:
         """A Delete of ``physical_id`` began after this run did (an older marker is a finished
         Delete: a retried Create of the same id may build the resource again)."""
         if not self.deletion_markers:
             return False
-        marker = existing.get(deletion_marker_name(spec.parameter_path))
+        marker = self.store.get(deletion_marker_name(spec.parameter_path))
         if marker is None:
             return False
         try:
@@ -284,6 +287,12 @@ class Engine:
             return False
 
     # -- preparation -----------------------------------------------------------------------
+    def _prefetch_secrets(self, spec: GroupSpec, *, group: bool) -> None:
+        """Every appliance's manager secret (and the admin and partition secrets when ``group``)
+        in one call, before the appliance threads ask for them."""
+        arns = [spec.admin_secret_arn, spec.partition_secret_arn] if group else []
+        self.secrets.prefetch(arns + [a.manager_secret_arn for a in spec.appliances])
+
     def _group_secrets(self, spec: GroupSpec) -> appl.GroupSecrets:
         """The admin and partition secrets, checked before any appliance is touched."""
         admin = self.secrets.admin_secret(spec.admin_secret_arn)
@@ -327,25 +336,23 @@ class Engine:
 
     def _publish_credentials(
         self, spec: GroupSpec, generations: list[Generation], existing: Mapping[str, Parameter]
-    ) -> tuple[str, ...]:
+    ) -> list[Parameter]:
         """Write each new generation's key and certificate once; if another run wrote them first
-        (a duplicated event), adopt what it wrote so that every run registers the same certificate."""
-        written: list[str] = []
+        (a duplicated event), adopt what it wrote so that every run registers the same certificate.
+        Returns the parameters written."""
+        written: list[Parameter] = []
         for index, g in enumerate(generations):
-            base = _param(spec.parameter_path, f"clients/{g.client}/{g.name}")
-            if f"{base}/key" in existing and f"{base}/cert" in existing:
+            key, cert = _credential_parameters(spec.parameter_path, [g]).values()
+            if key.name in existing and cert.name in existing:
                 continue
-            key, cert = (
-                Parameter(f"{base}/key", g.key_pem, secure=True),
-                Parameter(f"{base}/cert", g.cert_pem),
-            )
+            base = key.name.rsplit("/", 1)[0]
             if self.store.create(key):
                 self.store.apply(ParameterPlan(puts=(cert,)))
-                written += [key.name, cert.name]
+                written += [key, cert]
                 continue
             adopted = self._read_generation(spec.parameter_path, base, g)
             generations[index] = adopted
-        return tuple(written)
+        return written
 
     def _read_generation(self, path: str, base: str, g: Generation, attempts: int = 10) -> Generation:
         for _ in range(attempts):
@@ -432,12 +439,25 @@ class Engine:
         if not goals:
             return []
         workers = max(1, min(self.max_workers, len(goals)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="appliance") as pool:
-            futures = [
-                pool.submit(self._run_one, a, goal, deadline, apply, secrets, certificates, lock_path)
-                for a, goal in goals
-            ]
-            return [f.result() for f in futures]
+        guard = _AdminGuard(self, lock_path)
+        # The threads start together once all exist: a thread already busy with its SSH handshake
+        # would otherwise hold up the creation of the next ones (the GIL), and the last appliance
+        # of a large group would start tens of milliseconds late.
+        start = threading.Event()
+
+        def run(a: ApplianceSpec, goal: ApplianceGoal) -> ApplianceReport:
+            start.wait()
+            return self._run_one(a, goal, deadline, apply, secrets, certificates, guard)
+
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="appliance") as pool:
+                try:
+                    futures = [pool.submit(run, a, goal) for a, goal in goals]
+                finally:
+                    start.set()
+                return [f.result() for f in futures]
+        finally:
+            guard.release()
 
     def _run_one(
         self,
@@ -447,10 +467,9 @@ class Engine:
         apply: bool,
         secrets: appl.GroupSecrets | None,
         certificates: Mapping[str, str],
-        lock_path: str | None = None,
+        guard: _AdminGuard,
     ) -> ApplianceReport:
         report = ApplianceReport(host=a.host, leaving=not goal.present)
-        guard = _AdminGuard(self, a.host, lock_path)
         started = time.monotonic()
         lock = threading.Lock()
 
@@ -485,7 +504,7 @@ class Engine:
                         certificates=certificates,
                         deadline=deadline,
                         on_step=lambda done: self.progress(a.host, f"done: {done}"),
-                        before_step=lambda next_step, done: guard.check(shell, next_step, done),
+                        before_step=lambda next_step, done: guard.check(a.host, shell, next_step, done),
                     )
                     if any(s.action is Action.PARTITION_CREATE for s in report.done):
                         step = "read partition serial"
@@ -501,8 +520,6 @@ class Engine:
             report.error = ApplianceError(a.host, step, str(exc))
         except Exception as exc:  # a bug or an unexpected library error: still name the appliance
             report.error = ApplianceError(a.host, step, f"unexpected {type(exc).__name__}")
-        finally:
-            guard.release()
         if report.error is not None:
             self.progress(a.host, f"FAILED: {report.error}")
         report.seconds = time.monotonic() - started
@@ -543,6 +560,15 @@ def _param(path: str, suffix: str) -> str:
     return f"{path.rstrip('/')}/{suffix}"
 
 
+def _credential_parameters(path: str, generations: Sequence[Generation]) -> dict[str, Parameter]:
+    found: dict[str, Parameter] = {}
+    for g in generations:
+        base = _param(path, f"clients/{g.client}/{g.name}")
+        found[f"{base}/key"] = Parameter(f"{base}/key", g.key_pem, secure=True)
+        found[f"{base}/cert"] = Parameter(f"{base}/cert", g.cert_pem)
+    return found
+
+
 def _document_of(existing: Mapping[str, Parameter]) -> GroupDocument | None:
     for name, parameter in existing.items():
         if name.endswith("/group"):
@@ -554,57 +580,74 @@ def _document_of(existing: Mapping[str, Parameter]) -> GroupDocument | None:
 
 
 class _AdminGuard:
-    """Right before ``hsm login`` or ``hsm init`` on one appliance: hold that appliance's lock in
-    SSM (so duplicated runs never log in at once) and read ``hsm show`` again in this session, so
-    the zeroization guard decides on the state of now, not of the observation."""
+    """Right before ``hsm login`` or ``hsm init`` on an appliance: hold the group's HSM Admin lock
+    in SSM, so that duplicated runs of one resource never log in at once, and read ``hsm show``
+    again in that appliance's session, so the zeroization guard decides on the state of now, not
+    of the observation.
+
+    One lock serves a whole run: the first appliance that needs it takes it (two SSM calls per
+    run, not per appliance) and the run lets it go when every appliance has finished.
+    """
 
     STALE_SECONDS = 960.0  # longer than any Lambda run: a lock this old was left by a crash
 
-    def __init__(self, engine: Engine, host: str, lock_path: str | None) -> None:
-        self.engine, self.host = engine, host
-        self.name = login_lock_name(lock_path, host) if lock_path else None
+    def __init__(self, engine: Engine, lock_path: str | None) -> None:
+        self.engine = engine
+        self.name = admin_lock_name(lock_path) if lock_path else None
         self.held = False
+        self.refused = False
+        self._mutex = threading.Lock()
 
-    def check(self, shell: LunaShell, step: Step, done: Sequence[Step]) -> None:
+    def check(self, host: str, shell: LunaShell, step: Step, done: Sequence[Step]) -> None:
         if step.action not in (Action.HSM_LOGIN, Action.HSM_INIT):
             return
         initialized_here = any(s.action is Action.HSM_INIT for s in done)
-        self.acquire(str(step))
+        self.acquire(host, str(step))
         hsm = appl.read_hsm(shell, f"{step}: check hsm show")
         if step.action is Action.HSM_INIT and not hsm.zeroized:
             raise ApplianceError(
-                self.host,
+                host,
                 str(step),
                 "the HSM is no longer zeroized (another run initialized it?); hsm init was not sent",
             )
         if step.action is Action.HSM_LOGIN and not initialized_here:
-            check_login_allowed(self.host, _attempts_only(hsm.attempts_left))
+            check_login_allowed(host, _attempts_only(hsm.attempts_left))
 
-    def acquire(self, step: str) -> None:
-        if self.held or self.name is None:
-            return
-        now = self.engine.now().timestamp()
-        value = json.dumps({"at": now})
-        if not self.engine.store.create(Parameter(self.name, value)):
-            current = self.engine.store.read(self.name.rsplit("/", 1)[0]).get(self.name)
-            try:
-                age = now - float(json.loads(current.value)["at"]) if current else self.STALE_SECONDS
-            except (ValueError, KeyError, TypeError):
-                age = self.STALE_SECONDS
-            if age < self.STALE_SECONDS:
+    def acquire(self, host: str, step: str) -> None:
+        with self._mutex:
+            if self.held or self.name is None:
+                return
+            if self.refused or not self._take(self.name):
+                self.refused = True
                 raise ApplianceError(
-                    self.host,
+                    host,
                     step,
-                    "another run is working as HSM Admin on this appliance; "
+                    "another run of this group is working as HSM Admin; "
                     "nothing was sent; re-run when it has finished",
                 )
-            self.engine.store.apply(ParameterPlan(puts=(Parameter(self.name, value),)))
-        self.held = True
+            self.held = True
+
+    def _take(self, name: str) -> bool:
+        store = self.engine.store
+        now = self.engine.now().timestamp()
+        value = json.dumps({"at": now})
+        if store.create(Parameter(name, value)):
+            return True
+        current = store.get(name)
+        try:
+            age = now - float(json.loads(current.value)["at"]) if current else self.STALE_SECONDS
+        except (ValueError, KeyError, TypeError):
+            age = self.STALE_SECONDS
+        if age < self.STALE_SECONDS:
+            return False
+        store.apply(ParameterPlan(puts=(Parameter(name, value),)))
+        return True
 
     def release(self) -> None:
-        if self.held and self.name is not None:
-            self.held = False
-            self.engine.store.apply(ParameterPlan(deletes=(self.name,)))
+        with self._mutex:
+            if self.held and self.name is not None:
+                self.held = False
+                self.engine.store.apply(ParameterPlan(deletes=(self.name,)))
 
 
 def _attempts_only(attempts_left: int | None) -> ApplianceState:

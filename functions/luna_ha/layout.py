@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 GROUP = "group"
 CURRENT = "current"
 DELETING = "deleting"
 LOCKS = "locks"
 
+_T = TypeVar("_T")
 _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
 _HOST_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 _ESCAPED = re.compile(r"_([0-9a-f]{2})")
@@ -178,6 +179,28 @@ class ParameterPlan:
     def empty(self) -> bool:
         return not self.puts and not self.deletes
 
+    def put_waves(self) -> tuple[tuple[Parameter, ...], ...]:
+        """The puts cut where their rank changes (certificates and keys, ``current`` pointers, the
+        group document): the puts of one wave may be written at the same time, a wave only after
+        the one before it has been written entirely."""
+        return _waves(self.puts, lambda p: _put_rank(p.name))
+
+    def delete_waves(self) -> tuple[tuple[str, ...], ...]:
+        """The deletes cut the same way (the group document, deleted last, in a wave of its own)."""
+        return _waves(self.deletes, _put_rank)
+
+
+def _waves(items: Sequence[_T], rank: Callable[[_T], int]) -> tuple[tuple[_T, ...], ...]:
+    waves: list[list[_T]] = []
+    previous: int | None = None
+    for item in items:
+        this = rank(item)
+        if not waves or this != previous:
+            waves.append([])
+        waves[-1].append(item)
+        previous = this
+    return tuple(tuple(w) for w in waves)
+
 
 def _str(data: Mapping[str, Any], key: str, where: str = "") -> str:
     value = data.get(key)
@@ -228,9 +251,10 @@ def host_from_segment(segment: str) -> str:
     return raw.decode("utf-8")
 
 
-def login_lock_name(path: str, host: str) -> str:
-    """``<path>/locks/<host>``: held by the one run that may log in as HSM Admin on ``host``."""
-    return f"{check_path(path)}/{LOCKS}/{host_segment(host)}"
+def admin_lock_name(path: str) -> str:
+    """``<path>/locks/hsm-admin``: held by the one run of this group that may log in as HSM Admin
+    (or initialize an HSM) on its appliances."""
+    return f"{check_path(path)}/{LOCKS}/hsm-admin"
 
 
 def deletion_marker_name(path: str) -> str:

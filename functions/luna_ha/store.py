@@ -8,7 +8,11 @@ quote the value (validation errors do).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -22,6 +26,11 @@ if TYPE_CHECKING:
 STANDARD_TIER_MAX_BYTES = 4096
 DELETE_BATCH = 10
 PAGE_SIZE = 10  # the most GetParametersByPath returns per call
+# Calls of one wave in flight at once. Parameter Store's default throughput is 40 puts per second
+# per account and region; throttled calls are retried by botocore (see luna_ha.compose).
+WORKERS = 8
+
+_R = TypeVar("_R")
 
 
 def _code(exc: Exception) -> str:
@@ -37,6 +46,7 @@ class ParameterStore:
         self._client = client
         self.kms_key_id = kms_key_id
         self.calls = 0
+        self._count_lock = threading.Lock()
 
     def read(self, path: str) -> dict[str, Parameter]:
         """Every parameter below ``path`` (recursive, decrypted), by name.
@@ -55,7 +65,7 @@ class ParameterStore:
         )
         try:
             for page in pages:
-                self.calls += 1
+                self._count()
                 for item in page.get("Parameters", []):
                     name = item.get("Name", "")
                     if not name.startswith(path + "/"):
@@ -69,18 +79,38 @@ class ParameterStore:
             raise StoreError(f"Cannot read parameters under {path}: {_code(exc)}") from None
         return found
 
-    def apply(self, plan: ParameterPlan) -> int:
-        """Carry out ``plan``: puts in order, then deletes in batches of 10.
+    def get(self, name: str) -> Parameter | None:
+        """One parameter (decrypted), or None when it does not exist: a single call."""
+        self._count()
+        code = None
+        try:
+            item = self._client.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+        except (ClientError, BotoCoreError) as exc:
+            code = _code(exc)
+        if code == "ParameterNotFound":
+            return None
+        if code is not None:
+            raise StoreError(f"Cannot read parameter {name}: {code}")
+        return Parameter(name=name, value=item.get("Value", ""), secure=item.get("Type") == "SecureString")
 
-        Returns the number of parameters written or deleted (a name already gone is not counted).
+    def apply(self, plan: ParameterPlan) -> int:
+        """Carry out ``plan``: its puts wave after wave, then its deletes (batches of 10) the same way.
+
+        The calls of one wave run at the same time (a group of 16 appliances publishes 16 server
+        certificates at once); a wave starts only when the one before it has been written entirely,
+        so the order of :func:`~luna_ha.layout.plan_parameters` holds between ranks. When a call
+        fails, the rest of its wave still runs, the next waves do not, and the first failure (in plan
+        order) is raised. Returns the number of parameters written or deleted (a name already gone
+        is not counted).
         """
         changed = 0
-        for parameter in plan.puts:
-            self._put(parameter)
-            changed += 1
-        deletes = list(plan.deletes)
-        for start in range(0, len(deletes), DELETE_BATCH):
-            changed += self._delete(deletes[start : start + DELETE_BATCH])
+        for wave in plan.put_waves():
+            changed += len(_together([partial(self._put, p) for p in wave]))
+        for names in plan.delete_waves():
+            batches = [
+                list(names[start : start + DELETE_BATCH]) for start in range(0, len(names), DELETE_BATCH)
+            ]
+            changed += sum(_together([partial(self._delete, b) for b in batches]))
         return changed
 
     def create(self, parameter: Parameter) -> bool:
@@ -102,7 +132,7 @@ class ParameterStore:
         }
         if parameter.secure and self.kms_key_id:
             request["KeyId"] = self.kms_key_id
-        self.calls += 1
+        self._count()
         # AWS's message and botocore's validation report can quote the value: keep only the code,
         # and raise outside the handler so that the StoreError carries no __context__ either.
         code = None
@@ -116,8 +146,12 @@ class ParameterStore:
             raise StoreError(f"Cannot write parameter {parameter.name}: {code}")
         return True
 
+    def _count(self) -> None:
+        with self._count_lock:
+            self.calls += 1
+
     def _delete(self, names: list[str]) -> int:
-        self.calls += 1
+        self._count()
         try:
             response = self._client.delete_parameters(Names=names)
         except ClientError as exc:
@@ -128,3 +162,17 @@ class ParameterStore:
             raise StoreError(f"Cannot delete parameters {', '.join(names)}: {_code(exc)}") from exc
         # Names that do not exist come back in InvalidParameters: already gone is what we wanted.
         return len(response.get("DeletedParameters", []))
+
+
+def _together(calls: Sequence[Callable[[], _R]]) -> list[_R]:
+    """Run ``calls`` at the same time (one alone runs here); their results in order, or the first
+    exception in order once every call has ended."""
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    with ThreadPoolExecutor(max_workers=min(WORKERS, len(calls)), thread_name_prefix="ssm") as pool:
+        futures = [pool.submit(call) for call in calls]
+    for future in futures:
+        failure = future.exception()
+        if failure is not None:
+            raise failure
+    return [future.result() for future in futures]

@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from luna_ha.errors import SecretError
 from luna_ha.secrets import AdminSecret, ManagerCredentials, PartitionSecret, SecretReader
@@ -243,6 +244,63 @@ def test_an_unreadable_secret_is_asked_for_once_and_every_asker_hears_why(client
 
     assert reader.calls == 1
     assert reasons == {f"Secret {arn} cannot be read: ResourceNotFoundException"}
+
+
+def test_prefetch_reads_many_secrets_in_one_call(client: Any, secret: Callable[[object], str]) -> None:
+    arns = [secret({"username": "admin", "password": f"{PASSWORD}-{i}"}) for i in range(25)]
+    reader = SecretReader(client)
+
+    reader.prefetch(arns + arns[:3])  # asked twice: still read once
+
+    assert reader.calls == 2  # 20 a call
+    assert [reader.manager_credentials(arn).password for arn in arns] == [
+        f"{PASSWORD}-{i}" for i in range(25)
+    ]
+    assert reader.calls == 2
+
+
+def test_prefetch_leaves_what_it_cannot_read_to_the_single_read_and_its_usual_error(
+    client: Any, secret: Callable[[object], str]
+) -> None:
+    good = secret({"username": "admin", "password": PASSWORD})
+    not_json = secret("not json " + PASSWORD)
+    absent = "arn:aws:secretsmanager:us-east-1:123456789012:secret:luna-ha/absent-AbCdEf"
+    reader = SecretReader(client)
+
+    reader.prefetch([good, not_json, absent])
+
+    assert reader.calls == 1
+    assert reader.manager_credentials(good).password == PASSWORD
+    assert reader.calls == 1
+    with pytest.raises(SecretError, match="is not valid JSON"):
+        reader.manager_credentials(not_json)
+    with pytest.raises(SecretError, match="cannot be read: ResourceNotFoundException"):
+        reader.manager_credentials(absent)
+    assert reader.calls == 3
+
+
+def test_without_permission_to_batch_every_secret_is_read_alone(
+    client: Any, secret: Callable[[object], str]
+) -> None:
+    arns = [secret({"password": f"{PASSWORD}-{i}"}) for i in range(3)]
+    reader = SecretReader(client)
+
+    with Stubber(client) as stub:  # a role deployed before the product used the batch call
+        stub.add_client_error("batch_get_secret_value", service_error_code="AccessDeniedException")
+        reader.prefetch(arns)
+    passwords = [reader.partition_secret(arn).password for arn in arns]
+
+    assert passwords == [f"{PASSWORD}-{i}" for i in range(3)]
+    assert reader.calls == 1 + 3
+
+
+def test_a_single_secret_is_not_batched(client: Any, secret: Callable[[object], str]) -> None:
+    arn = secret({"password": PASSWORD})
+    reader = SecretReader(client)
+
+    reader.prefetch([arn, arn])
+
+    assert reader.calls == 0
 
 
 def test_a_new_run_sees_a_rotated_password(client: Any, secret: Callable[[object], str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import boto3
@@ -166,7 +168,7 @@ def test_delete_removes_everything_in_batches_of_ten(ssm: Any) -> None:
     removed = store.apply(plan_parameters({}, existing, rewrite_secure=False, path=PATH))
 
     assert removed == 27
-    assert store.calls == 3  # 10 + 10 + 7
+    assert store.calls == 4  # 18 certificates and keys in 2 batches, 8 pointers, the group document
     assert store.read(PATH) == {}
 
 
@@ -198,6 +200,69 @@ def test_a_value_over_4096_bytes_goes_to_the_advanced_tier(ssm: Any) -> None:
 
     tiers = {p["Name"]: p["Tier"] for p in ssm.describe_parameters()["Parameters"]}
     assert tiers == {big.name: "Advanced", small.name: "Standard"}
+
+
+def record_calls(ssm: Any, seconds: float = 0.02) -> list[tuple[str, float, float]]:
+    """(parameter name or first deleted name, start, end) of every write and delete ``ssm`` makes;
+    each takes ``seconds`` longer, as over a real network."""
+    calls: list[tuple[str, float, float]] = []
+    names: dict[int, str] = {}
+    started: dict[int, float] = {}
+
+    def named(params: dict[str, Any], **_: Any) -> None:
+        names[threading.get_ident()] = params.get("Name") or params["Names"][0]
+
+    def before(**_: Any) -> None:
+        started[threading.get_ident()] = time.monotonic()
+        time.sleep(seconds)
+
+    def after(**_: Any) -> None:
+        me = threading.get_ident()
+        calls.append((names.pop(me), started.pop(me), time.monotonic()))
+
+    for operation in ("PutParameter", "DeleteParameters"):
+        ssm.meta.events.register(f"before-parameter-build.ssm.{operation}", named)
+        ssm.meta.events.register(f"before-call.ssm.{operation}", before)
+        ssm.meta.events.register(f"after-call.ssm.{operation}", after)
+    return calls
+
+
+def test_a_wave_is_written_at_once_and_each_wave_only_after_the_one_before(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    publish(store, layout(clients=1))
+    desired = layout(clients=6)  # five new clients: 10 certificates and keys, 6 pointers, the group
+    calls = record_calls(ssm)
+
+    publish(store, desired)
+
+    def span(names: list[str]) -> tuple[float, float]:
+        times = [(start, end) for name, start, end in calls if name in names]
+        assert len(times) == len(names)
+        return min(s for s, _ in times), max(e for _, e in times)
+
+    new = [n for n in desired if "/clients/" in n and "/clients/c0/" not in n]
+    pairs = [n for n in new if n.endswith(("/cert", "/key"))]
+    pointers = [n for n in new if n.endswith("/current")]
+    first, second, third = span(pairs), span(pointers), span([f"{PATH}/group"])
+    assert first[1] <= second[0] and second[1] <= third[0]
+    overlapping = sum(1 for _, start, _ in calls if first[0] <= start < first[0] + 0.015)
+    assert overlapping > 1  # not one after another
+    assert store.read(PATH) == desired
+
+
+def test_when_a_write_of_a_wave_fails_the_next_waves_are_not_written(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    desired = layout(clients=3)
+    ok = list(plan_parameters(desired, {}, rewrite_secure=False).put_waves()[1])
+    bad = Parameter("/aws/reserved/cert", "CERT")  # a name the service refuses
+    plan = ParameterPlan(puts=(*ok, bad, Parameter(f"{PATH}/group", "late")))
+
+    with pytest.raises(StoreError, match="Cannot write parameter /aws/reserved/cert: "):
+        store.apply(plan)
+
+    written = store.read(PATH)
+    assert {p.name for p in ok} <= set(written)  # the rest of the wave was written
+    assert f"{PATH}/group" not in written  # the next wave was not
 
 
 def test_a_rejected_write_names_the_parameter_and_code_but_not_the_value(ssm: Any) -> None:
@@ -246,10 +311,20 @@ def test_a_failed_delete_names_the_parameters_and_code(ssm: Any) -> None:
             store.apply(ParameterPlan(deletes=(f"{PATH}/group",)))
 
 
-def test_calls_counts_every_api_call(ssm: Any) -> None:
+def test_calls_counts_every_api_call_also_when_calls_run_at_once(ssm: Any) -> None:
     store = ParameterStore(ssm, kms_key_id=None)
-    desired = layout()  # 6 parameters
+    desired = layout(clients=8)  # 27 parameters, 18 of them in the first wave
 
     publish(store, desired)
 
     assert store.calls == 1 + len(desired)  # one read page, one put each
+
+
+def test_get_reads_one_parameter_and_none_when_absent(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    publish(store, layout())
+    key = next(p for p in layout().values() if p.secure)
+
+    assert store.get(key.name) == key
+    assert store.get(f"{PATH}/deleting") is None
+    assert store.calls == 1 + len(layout()) + 2

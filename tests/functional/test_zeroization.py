@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -365,3 +367,68 @@ def test_duplicate_runs_initialize_a_zeroized_hsm_once(lab: Lab) -> None:
     assert Counter(inits(target))[0] == 1
     assert target.state.label == "hsm-b" and target.state.attempts_left == 3
     assert "payments" in target.state.partitions
+
+
+# --------------------------------------------------------------------------------------------------
+# The HSM Admin lock: one per run, held from the first login until every appliance has finished
+
+LOCK = f"{PATH}/locks/hsm-admin"
+
+
+def put_lock(at: float) -> None:
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=LOCK, Value=json.dumps({"at": at}), Type="String", Overwrite=True
+    )
+
+
+@contextmanager
+def ssm_writes() -> Iterator[list[str]]:
+    """The names of every PutParameter/DeleteParameters that clients created in the block send."""
+    written: list[str] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        written.extend([params["Name"]] if "Name" in params else params["Names"])
+
+    session = boto3._get_default_session()
+    for operation in ("PutParameter", "DeleteParameters"):
+        session.events.register(f"before-parameter-build.ssm.{operation}", record, unique_id=operation)
+    try:
+        yield written
+    finally:
+        for operation in ("PutParameter", "DeleteParameters"):
+            session.events.unregister(f"before-parameter-build.ssm.{operation}", unique_id=operation)
+
+
+def test_a_run_takes_the_admin_lock_once_for_all_its_appliances_and_lets_it_go(lab: Lab) -> None:
+    spec = lab.spec(members=[0, 1, 2])
+
+    with ssm_writes() as written:
+        assert lab.engine(spec).apply(spec, ID).ok
+
+    assert [len(logins(a)) for a in lab.appliances] == [1, 1, 1]
+    assert written.count(LOCK) == 2  # taken once, let go once
+    assert LOCK not in lab.parameters()
+
+
+def test_while_another_run_holds_the_admin_lock_no_appliance_logs_in(lab: Lab) -> None:
+    put_lock(at=time.time() - 60)
+    spec = lab.spec(members=[0, 1, 2])
+
+    with pytest.raises(GroupRunError) as caught:
+        lab.engine(spec).apply(spec, ID)
+
+    assert [len(logins(a)) for a in lab.appliances] == [0, 0, 0]
+    for a in lab.appliances:
+        assert f"{a.host}, step 'hsm login'" in str(caught.value)
+    assert "another run of this group is working as HSM Admin" in str(caught.value)
+    assert LOCK in lab.parameters()  # the other run's lock is not ours to remove
+
+
+def test_a_lock_left_by_a_crashed_run_is_taken_over(lab: Lab) -> None:
+    put_lock(at=time.time() - 3600)
+    spec = lab.spec(members=[0, 1, 2])
+
+    assert lab.engine(spec).apply(spec, ID).ok
+
+    assert [len(logins(a)) for a in lab.appliances] == [1, 1, 1]
+    assert LOCK not in lab.parameters()

@@ -298,6 +298,54 @@ def test_rotation_puts_new_generation_then_pointer_then_document_and_drops_the_o
     assert plan.deletes == (f"{PATH}/clients/web/r0/cert", f"{PATH}/clients/web/r0/key")
 
 
+def test_puts_of_one_rank_form_a_wave_that_may_be_written_at_once() -> None:
+    doc_r1 = document(clients={"web": "web-3f2a1c-r1"})
+    doc_r2 = document(clients={"web": "web-3f2a1c-r2"}, hosts=("10.0.1.10", "10.0.1.11", "10.0.1.12"))
+    existing = layout_for(doc_r1)
+    desired = build_layout(
+        PATH,
+        doc_r2,
+        {m.host: f"SERVER CERT {m.host}" for m in doc_r2.members},
+        {"web": {"web-3f2a1c-r1": ("CERT web-3f2a1c-r1", KEY_PEM), "web-3f2a1c-r2": ("C2", "K2")}},
+    )
+
+    waves = plan_parameters(desired, existing, rewrite_secure=False).put_waves()
+
+    assert [[p.name for p in wave] for wave in waves] == [
+        [
+            f"{PATH}/clients/web/web-3f2a1c-r2/cert",
+            f"{PATH}/clients/web/web-3f2a1c-r2/key",
+            f"{PATH}/servers/10.0.1.12/cert",
+        ],
+        [f"{PATH}/clients/web/current"],
+        [f"{PATH}/group"],
+    ]
+
+
+def test_on_a_fresh_path_the_group_document_is_a_wave_of_its_own_before_the_rest() -> None:
+    waves = plan_parameters(layout_for(document()), {}, rewrite_secure=False).put_waves()
+
+    assert [p.name for p in waves[0]] == [f"{PATH}/group"]
+    assert [p.name for p in waves[-1]] == [f"{PATH}/clients/web/current"]
+    assert sum(len(w) for w in waves) == len(layout_for(document()))
+
+
+def test_deletes_come_in_waves_with_the_group_document_alone_and_last() -> None:
+    existing = layout_for(document(hosts=("10.0.1.10", "10.0.1.11", "10.0.1.12")))
+
+    waves = plan_parameters({}, existing, rewrite_secure=False, path=PATH).delete_waves()
+
+    assert waves[-1] == (f"{PATH}/group",)
+    assert waves[-2] == (f"{PATH}/clients/web/current",)
+    assert len(waves[0]) == len(existing) - 2
+
+
+def test_an_empty_plan_has_no_waves() -> None:
+    plan = plan_parameters({}, {}, rewrite_secure=False, path=PATH)
+
+    assert plan.put_waves() == () and plan.delete_waves() == ()
+
+
 def test_removed_client_and_appliance_parameters_are_deleted_by_exact_name() -> None:
     existing = layout_for(document(clients={"web": "web-3f2a1c-r0", "batch": "batch-3f2a1c-r0"}))
     desired = layout_for(document(hosts=("10.0.1.10",)))
