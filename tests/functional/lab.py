@@ -1,4 +1,8 @@
-"""A lab for functional tests: simulated appliances + moto-backed secrets and parameters."""
+"""A lab for functional tests: simulated appliances + moto-backed secrets and parameters.
+
+:func:`running_lab` uses moto in process (``mock_aws``, active around it); :func:`served_lab` starts
+moto's server on 127.0.0.1, as the CLI and the Lambda handler reach it through ``AWS_ENDPOINT_URL``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import boto3
 
 from luna_ha.engine import Engine
 from luna_ha.secrets import SecretReader
+from luna_ha.sim.localaws import LabSecrets, local_aws, seed_secrets
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
 from luna_ha.spec import GroupSpec, parse_properties
 from luna_ha.store import ParameterStore
@@ -106,18 +111,24 @@ def running_lab(n: int = 3, **options: Any) -> Iterator[Lab]:
     # distinct loopback addresses make distinct hosts: 127.0.0.1, 127.0.0.2, ...
     appliances = start_appliances(n, distinct_hosts=True, **defaults)
     try:
-        sm = boto3.client("secretsmanager", region_name=REGION)
-        import json
-
-        sm.create_secret(
-            Name="luna/admin", SecretString=json.dumps({"password": admin_password, "domain": domain})
-        )
-        sm.create_secret(Name="luna/partition", SecretString=json.dumps({"password": partition_password}))
-        for a in appliances:
-            sm.create_secret(
-                Name=f"luna/manager/{a.hostname}",
-                SecretString=json.dumps({"username": a.username, "password": a.password}),
-            )
+        lab_secrets = LabSecrets(admin_password, domain, partition_password)
+        seed_secrets(appliances, lab_secrets, boto3.client("secretsmanager", region_name=REGION))
         yield Lab(appliances, admin_password, domain, partition_password)
+    finally:
+        stop_appliances(appliances)
+
+
+@contextmanager
+def served_lab(n: int) -> Iterator[tuple[list[SimulatedAppliance], LabSecrets]]:
+    """``n`` initialized appliances on distinct loopback hosts sharing one admin password and cloning
+    domain, and moto's server on 127.0.0.1 (``AWS_ENDPOINT_URL`` set) holding their secrets."""
+    lab = LabSecrets.generate()
+    appliances = start_appliances(
+        n, distinct_hosts=True, initialized=True, admin_password=lab.admin_password, domain=lab.domain
+    )
+    try:
+        with local_aws():
+            seed_secrets(appliances, lab)
+            yield appliances, lab
     finally:
         stop_appliances(appliances)

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from luna_ha.cli import main
-from luna_ha.sim.localaws import LabSecrets, group_properties, local_aws, seed_secrets
-from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
+from luna_ha.sim.localaws import LabSecrets, group_properties
+from luna_ha.sim.server import SimulatedAppliance
+from tests.functional.lab import served_lab
 
 
 @dataclass
@@ -41,16 +42,8 @@ class Setup:
 
 @pytest.fixture
 def setup(aws_env: None, tmp_path: Path) -> Iterator[Setup]:
-    lab = LabSecrets.generate()
-    appliances = start_appliances(
-        2, distinct_hosts=True, initialized=True, admin_password=lab.admin_password, domain=lab.domain
-    )
-    try:
-        with local_aws():
-            seed_secrets(appliances, lab)
-            yield Setup(appliances, lab, tmp_path / "group.yaml")
-    finally:
-        stop_appliances(appliances)
+    with served_lab(2) as (appliances, lab):
+        yield Setup(appliances, lab, tmp_path / "group.yaml")
 
 
 def test_plan_apply_destroy_from_a_group_file(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:

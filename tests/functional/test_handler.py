@@ -14,8 +14,9 @@ import boto3
 import pytest
 
 from luna_ha.sim.cloudformation import LocalCloudFormation, LocalStack
-from luna_ha.sim.localaws import LabSecrets, group_properties, local_aws, seed_secrets
-from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
+from luna_ha.sim.localaws import LabSecrets, group_properties
+from luna_ha.sim.server import SimulatedAppliance
+from tests.functional.lab import served_lab
 
 LOGICAL = "Group"
 
@@ -70,19 +71,11 @@ def fresh_handler() -> Callable[[dict[str, Any], Any], None]:
 def world(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("LUNA_HA_RESPONSE_MARGIN_SECONDS", "5")
-    lab = LabSecrets.generate()
-    appliances = start_appliances(
-        3, distinct_hosts=True, initialized=True, admin_password=lab.admin_password, domain=lab.domain
-    )
-    try:
-        with local_aws():
-            seed_secrets(appliances, lab)
-            with LocalCloudFormation(
-                fresh_handler(), timeout_seconds=120, environment_factory=fresh_handler
-            ) as cfn:
-                yield World(appliances, lab, cfn, LocalStack(cfn))
-    finally:
-        stop_appliances(appliances)
+    with (
+        served_lab(3) as (appliances, lab),
+        LocalCloudFormation(fresh_handler(), timeout_seconds=120, environment_factory=fresh_handler) as cfn,
+    ):
+        yield World(appliances, lab, cfn, LocalStack(cfn))
 
 
 def test_create_configures_appliances_publishes_and_returns_data(world: World) -> None:

@@ -142,6 +142,11 @@ def _build(name: str, *arguments: _Token) -> Command:
     )
 
 
+def _password_and_domain(password: str, domain: str) -> tuple[_Token, ...]:
+    """``-password <p> -domain <d>``: how ``hsm init`` and ``partition create`` initialise what they make."""
+    return "-password", _check_secret("password", password), "-domain", _check_secret("domain", domain)
+
+
 # --- HSM -------------------------------------------------------------------------------------
 
 
@@ -152,17 +157,7 @@ def build_hsm_show() -> Command:
 def build_hsm_init(label: str, password: str, domain: str) -> Command:
     """`hsm init -label <l> -password <p> -domain <d> -force` (only ever for a zeroized HSM)."""
     checked_label = _check_value("label", label)
-    checked_password = _check_secret("password", password)
-    checked_domain = _check_secret("domain", domain)
-    return _build(
-        "hsm init",
-        "-label",
-        checked_label,
-        "-password",
-        checked_password,
-        "-domain",
-        checked_domain,
-    )
+    return _build("hsm init", "-label", checked_label, *_password_and_domain(password, domain))
 
 
 def build_hsm_login(password: str) -> Command:
@@ -190,17 +185,7 @@ def build_ntls_bind(device: str = "eth0") -> Command:
 def build_partition_create(name: str, password: str, domain: str) -> Command:
     """5.x/6.x form: the partition is created initialised with its password and cloning domain."""
     checked_name = _check_value("name", name)
-    checked_password = _check_secret("password", password)
-    checked_domain = _check_secret("domain", domain)
-    return _build(
-        "partition create",
-        "-partition",
-        checked_name,
-        "-password",
-        checked_password,
-        "-domain",
-        checked_domain,
-    )
+    return _build("partition create", "-partition", checked_name, *_password_and_domain(password, domain))
 
 
 def build_partition_list() -> Command:

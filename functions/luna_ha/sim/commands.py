@@ -30,12 +30,13 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from luna_ha.sim.dialogue import (
+    Ask,
     Command,
     Context,
     Interaction,
@@ -89,6 +90,20 @@ def _inline_secret(args: Arguments, *names: str) -> str | None:
     if given and not given[0][1]:
         raise fail(f"A value is required for -{given[0][0]}.")
     return given[0][1] if given else None
+
+
+def _password_and_domain(
+    ctx: Context, args: Arguments, password_options: tuple[str, ...], password_prompt: str, domain_prompt: str
+) -> Generator[Ask, str, tuple[str, str]]:
+    """The password, then the cloning domain, of what ``hsm init`` / ``partition create`` initialize:
+    each from the command line, else asked for twice."""
+    password = _inline_secret(args, *password_options)
+    if password is None:
+        password = yield from ask_twice(ctx, password_prompt, "Please re-enter password to confirm:")
+    domain = _inline_secret(args, "domain")
+    if domain is None:
+        domain = yield from ask_twice(ctx, domain_prompt, "Please re-enter cloning domain to confirm:")
+    return password, domain
 
 
 def _client(ctx: Context, name: str) -> RegisteredClient:
@@ -157,18 +172,13 @@ def hsm_init(ctx: Context, args: Arguments) -> Interaction:
     if not ctx.state.zeroized and not ctx.logged_in:
         raise fail("The HSM is already initialized. Log in as HSM Admin ('hsm login') to re-initialize it.")
     label = _valid_name(args["label"], "label")
-    password = _inline_secret(args, "password", "sopw")
-    if password is None:
-        password = yield from ask_twice(
-            ctx, "Please enter a password for the HSM Administrator:", "Please re-enter password to confirm:"
-        )
-    domain = _inline_secret(args, "domain")
-    if domain is None:
-        domain = yield from ask_twice(
-            ctx,
-            "Please enter a cloning domain to use for initializing this HSM:",
-            "Please re-enter cloning domain to confirm:",
-        )
+    password, domain = yield from _password_and_domain(
+        ctx,
+        args,
+        ("password", "sopw"),
+        "Please enter a password for the HSM Administrator:",
+        "Please enter a cloning domain to use for initializing this HSM:",
+    )
     if not args.has("force"):
         yield from confirm(
             ctx,
@@ -285,18 +295,13 @@ def partition_create(ctx: Context, args: Arguments) -> Interaction:
 
     check()
     ctx.say(f"On completion, you will have this number of partitions: {len(s.partitions) + 1}", "")
-    password = _inline_secret(args, "password")
-    if password is None:
-        password = yield from ask_twice(
-            ctx, "Please enter a password for the partition:", "Please re-enter password to confirm:"
-        )
-    domain = _inline_secret(args, "domain")
-    if domain is None:
-        domain = yield from ask_twice(
-            ctx,
-            "Please enter a cloning domain to use for initializing this partition:",
-            "Please re-enter cloning domain to confirm:",
-        )
+    password, domain = yield from _password_and_domain(
+        ctx,
+        args,
+        ("password",),
+        "Please enter a password for the partition:",
+        "Please enter a cloning domain to use for initializing this partition:",
+    )
     if not args.has("force"):
         yield from confirm(ctx, "", _proceed_or_quit("create the initialized partition"))
     with s.lock:
