@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from luna_ha import appliance as appl
 from luna_ha.certs import generate_client_credential, luna_fingerprint
@@ -47,6 +47,11 @@ from luna_ha.ssh import CommandRecord, HostKeyPin, LunaShell, SshTarget
 from luna_ha.store import ParameterStore
 
 Progress = Callable[[str, str], None]
+
+# How long <path>/deleting outlives the Delete that wrote it: past the oldest event Lambda still
+# delivers (MaximumEventAgeInSeconds: 1 hour) plus a whole run (15 minutes at most). Parameter
+# Store then deletes it, so a Delete leaves nothing behind for good.
+DELETION_MARKER_LIFETIME = timedelta(hours=2)
 NOT_GENERATED = "(certificate to be generated)"
 _NEEDS_SECRETS = frozenset({Action.HSM_INIT, Action.HSM_LOGIN, Action.PARTITION_CREATE})
 ShellFactory = Callable[[SshTarget, Deadline, Callable[[CommandRecord], None]], LunaShell]
@@ -244,8 +249,11 @@ class Engine:
         token = ownership_token(physical_id)
         existing = self.store.read(spec.parameter_path)
         if self.deletion_markers:
-            value = json.dumps({"id": physical_id, "at": self.now().timestamp()})
-            marker = Parameter(deletion_marker_name(spec.parameter_path), value, secure=False)
+            now = self.now()
+            value = json.dumps({"id": physical_id, "at": now.timestamp()})
+            marker = Parameter(
+                deletion_marker_name(spec.parameter_path), value, expires=now + DELETION_MARKER_LIFETIME
+            )
             self.store.apply(ParameterPlan(puts=(marker,)))
         owns_parameters = owned_by(existing, physical_id)
         deletes_partitions = spec.partition_deletion_policy == "Delete"
@@ -264,7 +272,11 @@ class Engine:
         # Everything under the path while this resource owns it; otherwise (a replacement took the
         # path over, or a Create failed before publishing its group document) only the client
         # generations that carry this resource's token.
+        # Not the deletion marker: this Delete's own has replaced what the read found, and must
+        # stay until it expires for a Create still running to see it.
         mine = existing if owns_parameters else _token_parameters(existing, spec.parameter_path, token)
+        if self.deletion_markers:
+            mine = {k: v for k, v in mine.items() if k != deletion_marker_name(spec.parameter_path)}
         plan = plan_parameters({}, mine, rewrite_secure=False, path=spec.parameter_path)
         self.store.apply(plan)
         report.parameters_deleted = tuple(plan.deletes)
@@ -629,9 +641,11 @@ class _AdminGuard:
 
     def _take(self, name: str) -> bool:
         store = self.engine.store
-        now = self.engine.now().timestamp()
+        moment = self.engine.now()
+        now = moment.timestamp()
         value = json.dumps({"at": now})
-        if store.create(Parameter(name, value)):
+        lock = Parameter(name, value, expires=moment + timedelta(seconds=2 * self.STALE_SECONDS))
+        if store.create(lock):
             return True
         current = store.get(name)
         try:
@@ -640,7 +654,7 @@ class _AdminGuard:
             age = self.STALE_SECONDS
         if age < self.STALE_SECONDS:
             return False
-        store.apply(ParameterPlan(puts=(Parameter(name, value),)))
+        store.apply(ParameterPlan(puts=(lock,)))
         return True
 
     def release(self) -> None:

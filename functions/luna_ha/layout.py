@@ -29,6 +29,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 GROUP = "group"
@@ -54,6 +55,9 @@ class Parameter:
     name: str
     value: str
     secure: bool = False
+    # When Parameter Store deletes it by itself (an Expiration policy; advanced tier): for the
+    # engine's own short-lived names, which must not outlive what they guard by much, nor forever.
+    expires: datetime | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         value = "'***'" if self.secure else repr(self.value)

@@ -8,9 +8,11 @@ quote the value (validation errors do).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
@@ -132,6 +134,11 @@ class ParameterStore:
         }
         if parameter.secure and self.kms_key_id:
             request["KeyId"] = self.kms_key_id
+        if parameter.expires is not None:
+            at = parameter.expires.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            expiration = {"Type": "Expiration", "Version": "1.0", "Attributes": {"Timestamp": at}}
+            request["Tier"] = "Advanced"  # parameter policies need it
+            request["Policies"] = json.dumps([expiration])
         self._count()
         # AWS's message and botocore's validation report can quote the value: keep only the code,
         # and raise outside the handler so that the StoreError carries no __context__ either.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -104,6 +106,50 @@ def test_delete_arriving_while_create_runs_leaves_nothing_behind(lab: Lab) -> No
     # a later Create of the same id (CloudFormation retrying after a rollback) builds it again
     assert creating.apply(spec, ID).ok
     assert f"{PATH}/deleting" not in lab.parameters()
+
+
+def marker_expiry() -> datetime:
+    """When Parameter Store will delete ``<path>/deleting`` by itself (its Expiration policy)."""
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    (described,) = ssm.describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Values": [f"{PATH}/deleting"]}]
+    )["Parameters"]
+    assert described["Tier"] == "Advanced"
+    (policy,) = described["Policies"]
+    raw = policy["PolicyText"]
+    text = json.loads(raw) if raw.startswith('{"') else ast.literal_eval(raw)  # moto answers a Python repr
+    assert text["Type"] == "Expiration"
+    return datetime.fromisoformat(text["Attributes"]["Timestamp"])
+
+
+def test_the_deletion_marker_deletes_itself_two_hours_after_the_delete(lab: Lab) -> None:
+    spec = lab.spec()
+    engine = lab.engine()
+    engine.deletion_markers = True
+    assert engine.apply(spec, ID).ok
+    before = datetime.now(UTC).replace(microsecond=0)  # the policy has whole seconds
+
+    engine.destroy(spec, ID)
+
+    assert set(lab.parameters()) == {f"{PATH}/deleting"}
+    expires = marker_expiry()
+    assert before + timedelta(hours=2) <= expires <= datetime.now(UTC) + timedelta(hours=2)
+
+
+def test_a_delete_retried_after_a_failure_keeps_its_own_marker(lab: Lab) -> None:
+    spec = lab.spec()
+    engine = lab.engine()
+    engine.deletion_markers = True
+    assert engine.apply(spec, ID).ok
+    lab.appliances[1].faults.fail("client delete", times=1)
+    with pytest.raises(GroupRunError):
+        engine.destroy(spec, ID)  # marked, then failed: the group's parameters are still there
+    first = lab.parameters()[f"{PATH}/deleting"]
+
+    engine.destroy(spec, ID)
+
+    assert set(lab.parameters()) == {f"{PATH}/deleting"}
+    assert lab.parameters()[f"{PATH}/deleting"] != first  # the retry's own marker, not gone
 
 
 def test_duplicate_events_running_at_once_agree_on_one_certificate(lab: Lab) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import boto3
@@ -263,6 +264,21 @@ def test_when_a_write_of_a_wave_fails_the_next_waves_are_not_written(ssm: Any) -
     written = store.read(PATH)
     assert {p.name for p in ok} <= set(written)  # the rest of the wave was written
     assert f"{PATH}/group" not in written  # the next wave was not
+
+
+def test_a_parameter_that_expires_carries_an_expiration_policy_in_the_advanced_tier(ssm: Any) -> None:
+    store = ParameterStore(ssm, kms_key_id=None)
+    at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+
+    store.apply(ParameterPlan(puts=(Parameter(f"{PATH}/deleting", "x", expires=at),)))
+
+    (described,) = ssm.describe_parameters(
+        ParameterFilters=[{"Key": "Name", "Values": [f"{PATH}/deleting"]}]
+    )["Parameters"]
+    assert described["Tier"] == "Advanced"
+    (policy,) = described["Policies"]
+    assert "2030-01-02T01:04:05.000Z" in policy["PolicyText"]  # in UTC, as Parameter Store wants it
+    assert "Expiration" in policy["PolicyText"]
 
 
 def test_a_rejected_write_names_the_parameter_and_code_but_not_the_value(ssm: Any) -> None:
