@@ -283,6 +283,28 @@ class Engine:
         report.seconds = time.monotonic() - started
         return report
 
+    def destroy_published(
+        self, path: str, physical_id: str, *, deadline: Deadline | None = None
+    ) -> RunReport | None:
+        """Delete a resource from what its group document at ``path`` records, when the Delete's
+        properties no longer parse (a template written for an older version of this product):
+        its registrations on every published member and its parameters. Partitions are kept
+        (the admin secret is not recorded, and keeping is the safe side). None when ``path`` holds
+        no group document of ``physical_id``: then nothing of this resource was ever published."""
+        document = _document_of(self.store.read(path))
+        if document is None or document.owner != physical_id:
+            return None
+        spec = GroupSpec(
+            group_label=document.label,
+            partition_name=document.partition,
+            admin_secret_arn="",
+            partition_secret_arn=document.partition_secret_arn,
+            appliances=(),  # the members come from the document, as for any removed appliance
+            parameter_path=path,
+            kms_key_id=document.kms_key_id,
+        )
+        return self.destroy(spec, physical_id, deadline=deadline)
+
     # -- deletion markers -------------------------------------------------------------------
     def _deleted_since(self, spec: GroupSpec, physical_id: str, begun: float) -> bool:
         """A Delete of ``physical_id`` began after this run did (an older marker is a finished

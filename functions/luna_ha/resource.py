@@ -19,8 +19,9 @@ from typing import Any
 
 from luna_ha.clock import Deadline
 from luna_ha.engine import Engine, GroupRunError, RunReport
-from luna_ha.errors import LunaHAError, SpecError
-from luna_ha.spec import GroupSpec, parse_properties
+from luna_ha.errors import LunaHAError, SpecError, StoreError
+from luna_ha.layout import check_path
+from luna_ha.spec import GroupSpec, default_parameter_path, parse_properties
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +104,61 @@ class GroupResource:
 
     def delete(self, event: Mapping[str, Any], remaining_seconds: float) -> Outcome:
         physical_id = str(event.get("PhysicalResourceId") or "")
-        spec = _lenient(event.get("ResourceProperties"))
-        if spec is None or not physical_id:
-            # The rollback of a Create whose properties were invalid: nothing was ever done.
-            log.info("Delete with invalid properties or no physical id: nothing of this resource exists")
+        properties = event.get("ResourceProperties")
+        spec = _lenient(properties)
+        if not physical_id:
+            log.info("Delete without a physical id: nothing of this resource exists")
             return Outcome(physical_id)
+        if spec is None:
+            return self._delete_unparsed(properties, physical_id, remaining_seconds)
         report = self.engine_factory(spec).destroy(
             spec, physical_id, deadline=self.deadline(remaining_seconds)
         )
         return Outcome(physical_id, {}, report)
+
+    def _delete_unparsed(self, properties: object, physical_id: str, remaining_seconds: float) -> Outcome:
+        """Properties that do not parse: usually the rollback of a Create refused for them (nothing
+        was done); but they may also be a template of an older version of this product, whose
+        resource exists. Its group document, if any, says what to remove."""
+        path = _path_of(properties)
+        if path is None:
+            log.info("Delete with invalid properties and no usable ParameterPath: nothing to find")
+            return Outcome(physical_id)
+        bare = GroupSpec("", _partition_of(properties), "", "", (), parameter_path=path)
+        engine = self.engine_factory(bare)
+        try:
+            report = engine.destroy_published(path, physical_id, deadline=self.deadline(remaining_seconds))
+        except StoreError as exc:  # e.g. a path outside what the function may read: never stick
+            log.warning(
+                "Delete with invalid properties: cannot read their ParameterPath", extra={"error": str(exc)}
+            )
+            return Outcome(physical_id)
+        if report is None:
+            log.info("Delete with invalid properties: no group document of this resource to remove")
+            return Outcome(physical_id)
+        log.info("Delete with invalid properties: removed what the group document records")
+        return Outcome(physical_id, {}, report)
+
+
+def _path_of(properties: object) -> str | None:
+    """The parameter path raw properties point at (explicit, or the default of a valid
+    PartitionName); None when they name none that is valid."""
+    if not isinstance(properties, Mapping):
+        return None
+    candidate = properties.get("ParameterPath") or None
+    if candidate is None and _partition_of(properties):
+        candidate = default_parameter_path(_partition_of(properties))
+    if not isinstance(candidate, str):
+        return None
+    try:
+        return check_path(candidate)
+    except ValueError:
+        return None
+
+
+def _partition_of(properties: object) -> str:
+    value = properties.get("PartitionName") if isinstance(properties, Mapping) else None
+    return value if isinstance(value, str) else ""
 
 
 def _lenient(properties: object) -> GroupSpec | None:

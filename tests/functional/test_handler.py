@@ -200,6 +200,37 @@ def test_delete_removes_clients_and_parameters_and_keeps_partitions(world: World
     assert set(world.parameters()) == {"/luna-ha/payments/deleting"}
 
 
+def test_a_delete_whose_properties_no_longer_parse_removes_what_the_group_document_records(
+    world: World,
+) -> None:
+    created = world.stack.create(LOGICAL, world.props())
+    assert created.succeeded, created.describe()
+    physical_id = created.exchanges[-1].response.physical_resource_id  # type: ignore[union-attr]
+    older = {**world.props(), "HsmGroupPassword": "a property of another product version"}
+    del older["AdminSecretArn"]
+
+    response = world.cfn.invoke(world.cfn.delete_event(LOGICAL, physical_id, older))
+
+    assert response.status == "SUCCESS", response.reason
+    for i in (0, 1):
+        assert world.clients_on(i) == set()
+        assert "payments" in world.appliances[i].state.partitions  # kept: the safe side
+    assert set(world.parameters()) == {"/luna-ha/payments/deleting"}
+
+
+def test_a_delete_with_unparseable_properties_of_another_resource_touches_nothing(world: World) -> None:
+    world.stack.create(LOGICAL, world.props())
+    before = world.parameters()
+    marks = world.marks()
+    props = {**world.props(), "Unknown": "x"}
+
+    response = world.cfn.invoke(world.cfn.delete_event(LOGICAL, "luna-ha/other/Group/payments/0", props))
+
+    assert response.status == "SUCCESS"
+    assert world.mutations_since(marks) == []
+    assert world.parameters() == before
+
+
 def test_delete_of_an_id_never_created_succeeds(world: World) -> None:
     event = world.cfn.delete_event(LOGICAL, "some-id-from-elsewhere", world.props())
     response = world.cfn.invoke(event)
