@@ -52,6 +52,7 @@ Progress = Callable[[str, str], None]
 # delivers (MaximumEventAgeInSeconds: 1 hour) plus a whole run (15 minutes at most). Parameter
 # Store then deletes it, so a Delete leaves nothing behind for good.
 DELETION_MARKER_LIFETIME = timedelta(hours=2)
+_NOT_RECORDED = ""  # what a group document does not say (the admin secret's ARN)
 NOT_GENERATED = "(certificate to be generated)"
 _NEEDS_SECRETS = frozenset({Action.HSM_INIT, Action.HSM_LOGIN, Action.PARTITION_CREATE})
 ShellFactory = Callable[[SshTarget, Deadline, Callable[[CommandRecord], None]], LunaShell]
@@ -297,7 +298,7 @@ class Engine:
         spec = GroupSpec(
             group_label=document.label,
             partition_name=document.partition,
-            admin_secret_arn="",
+            admin_secret_arn=_NOT_RECORDED,
             partition_secret_arn=document.partition_secret_arn,
             appliances=(),  # the members come from the document, as for any removed appliance
             parameter_path=path,

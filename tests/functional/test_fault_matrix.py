@@ -17,9 +17,11 @@ Steps are the commands an operation sends to the faulted appliance, in order (a 
 the lists against what a fault-free run sends, so a new step cannot be left out of the matrix).
 Faults: the connection faults (``refused``, ``wrong-host-key``, ``auth-failure``) act at
 ``connect``; the command faults (``drop`` before the command runs, ``drop-after`` it ran but
-before its answer, ``error``, ``hang`` past the deadline) act on each command. The simulator's
-``Faults`` covers lunash commands; SCP transfers (certificate upload, ``server.pem`` download)
-get the same four faults from :class:`ScpFault` here.
+before its answer, ``error``, ``hang`` past the deadline) act on each command, through the
+simulator's public ``Faults``: a lunash step by its place in the session (``nth``), an SCP
+transfer (certificate upload, ``server.pem`` download) by its place among the transfers of its
+direction (``occurrence``). For a transfer, ``drop-after`` is the upload stored but never
+acknowledged, or the download's header sent but not its content.
 
 Every case runs through the engine; a representative subset also runs through the real Lambda
 handler (``LocalCloudFormation``: real events, crhelper's answer over HTTPS). Hangs end at the
@@ -58,10 +60,9 @@ from luna_ha.engine import Engine, GroupRunError, RunReport
 from luna_ha.ownership import ownership_token, parse_registration
 from luna_ha.resource import MAX_REASON, physical_id_for, short_reason
 from luna_ha.sim.cloudformation import LocalCloudFormation, Response
-from luna_ha.sim.faults import FaultAction, Faults, Hang
+from luna_ha.sim.faults import Faults, Hang
 from luna_ha.sim.journal import Journal
 from luna_ha.sim.localaws import LabSecrets, group_properties, local_aws, seed_secrets
-from luna_ha.sim.scp import ScpError, parse_scp_command
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
 from luna_ha.sim.state import ApplianceState, RegisteredClient
 from luna_ha.spec import GroupSpec, parse_properties
@@ -277,103 +278,44 @@ HANDLER_CASES = [
 # Injecting faults
 
 
-class _DropOnSend:
-    """A channel that drops the connection instead of its ``nth`` send (SCP drop-after)."""
-
-    def __init__(self, channel: Any, nth: int) -> None:
-        self._channel, self._nth, self._sent = channel, nth, 0
-
-    def recv(self, nbytes: int) -> bytes:
-        return bytes(self._channel.recv(nbytes))
-
-    def sendall(self, data: bytes) -> None:
-        self._sent += 1
-        if self._sent == self._nth:
-            self._channel.get_transport().close()
-            raise OSError("connection dropped (simulated fault)")
-        self._channel.sendall(data)
-
-
-class ScpFault:
-    """The four command faults on the ``nth`` SCP transfer of one direction of one appliance.
-
-    ``drop`` closes the connection before the transfer; ``drop-after`` after the uploaded file is
-    stored (its last acknowledgement never sent), or, for a download, after the header (mid-file);
-    ``error`` answers ``\\x01scp: ...``; ``hang`` says nothing until released or abandoned.
-    """
-
-    def __init__(self, appliance: SimulatedAppliance, fault: str, step: MatrixStep, hang: Hang) -> None:
-        self.appliance, self.fault, self.hang = appliance, fault, hang
-        self.direction = step.command.removeprefix("scp ")
-        self.nth, self.seen = step.nth, 0
-        self._original = appliance._run_exec
-        appliance._run_exec = self._run_exec  # type: ignore[method-assign]
-
-    def remove(self) -> None:
-        del self.appliance._run_exec  # back to the class's method
-
-    def _run_exec(self, channel: Any, command: str, session_id: str) -> int:
-        try:
-            request = parse_scp_command(command)
-        except ScpError:
-            request = None
-        if request is None or request.direction != self.direction:
-            return self._original(channel, command, session_id)
-        self.seen += 1
-        if self.seen != self.nth:
-            return self._original(channel, command, session_id)
-        transport = channel.get_transport()
-        if self.fault == "drop":
-            transport.close()
-        elif self.fault == "error":
-            channel.sendall(b"\x01scp: simulated fault\n")
-        elif self.fault == "hang":
-            self.hang.hold(lambda: channel.closed or not transport.is_active())
-        else:  # drop-after
-            return self._original(
-                _DropOnSend(channel, 3 if self.direction == "upload" else 2), command, session_id
-            )
-        return 1
-
-
 @dataclass
 class Injected:
     appliance: SimulatedAppliance
-    hang: Hang
     password: str
-    scp: ScpFault | None = None
+    hang: Hang | None = None
 
     def remove(self) -> None:
         self.appliance.faults.clear()
-        self.hang.release()
+        if self.hang is not None:
+            self.hang.release()
         self.appliance.password = self.password
-        if self.scp is not None:
-            self.scp.remove()
 
 
 def inject(appliance: SimulatedAppliance, case: Case) -> Injected:
-    """Put ``case``'s fault on ``appliance`` until ``remove()``."""
-    injected = Injected(appliance, Hang(), appliance.password)
+    """Put ``case``'s fault on ``appliance`` until ``remove()``.
+
+    A lunash step is the ``nth`` command line of a session, faulted in every session that gets
+    there; an SCP step is the ``nth`` transfer of its direction from now on, faulted once.
+    """
+    injected = Injected(appliance, appliance.password)
     step, faults = case.step, appliance.faults
+    where: dict[str, Any] = (
+        {"occurrence": step.nth, "times": 1} if step.scp else {"nth": step.nth, "times": None}
+    )
     if case.fault == "refused":
         faults.refuse()
     elif case.fault == "wrong-host-key":
         faults.wrong_host_key()
     elif case.fault == "auth-failure":
         appliance.password = "not-" + appliance.password
-    elif step.scp:
-        injected.scp = ScpFault(appliance, case.fault, step, injected.hang)
     elif case.fault in ("drop", "drop-after"):
-        faults.drop(command=step.command, nth=step.nth, after_execute=case.fault == "drop-after", times=None)
+        faults.drop(command=step.command, after_execute=case.fault == "drop-after", **where)
+    elif case.fault == "error":
+        faults.fail(step.command, **where)
+    elif case.fault == "hang":
+        injected.hang = faults.hang(step.command, **where)
     else:
-        # The public fail()/hang() act on the first use of a command; the matrix needs the n-th
-        # (`partition list` to read the serial, the second `client show`), as drop(nth=) does.
-        action = (
-            FaultAction("hang", hang=injected.hang)
-            if case.fault == "hang"
-            else FaultAction("fail", f"'{step.command}' failed. (simulated fault)")
-        )
-        faults._add(action, step.command, step.nth, None)
+        raise AssertionError(f"unknown fault {case.fault!r}")
     return injected
 
 

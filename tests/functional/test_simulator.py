@@ -419,6 +419,105 @@ def test_client_closing_abandons_a_hanging_command(ready: SimulatedAppliance) ->
     assert not hang.released
 
 
+def test_fail_at_an_occurrence_answers_that_use_of_the_command_only(
+    ready: SimulatedAppliance, shell: Shell
+) -> None:
+    ready.faults.fail("partition list", "Unable to communicate with HSM.", occurrence=2, times=1)
+    assert SUCCESS in shell.run("partition list")
+    out = shell.run("partition list")
+    assert "Error:  Unable to communicate with HSM." in out and FAILURE in out
+    assert SUCCESS in shell.run("partition list")
+    assert [e.result for e in ready.journal.commands()] == [0, 65535, 0]
+
+
+def test_hang_at_the_nth_command_line(ready: SimulatedAppliance, shell: Shell) -> None:
+    hang = ready.faults.hang("hsm show", nth=2)
+    assert SUCCESS in shell.run("hsm show", timeout=2)
+    shell.channel.sendall(b"hsm show\r")
+    assert hang.wait_started(5)
+    with pytest.raises(ReadTimeout):
+        shell.read_until(re.compile("lunash:>"), timeout=0.3)
+    hang.release()
+    assert SUCCESS in shell.read_until(re.compile(r"lunash:>$"))
+
+
+def test_scp_upload_dropped_before_the_file_moves_stores_nothing(ready: SimulatedAppliance) -> None:
+    ready.faults.drop(command="scp upload", file="web.pem")
+    with connect(ready, timeout=5.0) as client, pytest.raises((EOFError, OSError)):
+        client.scp_put("web.pem", b"abc")
+    assert "web.pem" not in ready.state.files
+    entry = ready.journal.entries()[-1]
+    assert (entry.command, entry.mutating, entry.result) == ("scp upload", True, None)
+    with connect(ready) as client:
+        client.scp_put("web.pem", b"abc")  # a drop fires once
+    assert ready.state.files["web.pem"] == b"abc"
+
+
+def test_scp_upload_dropped_midway_is_stored_but_never_acknowledged(ready: SimulatedAppliance) -> None:
+    cert = client_cert("web")
+    ready.faults.drop(command="scp upload", after_execute=True)
+    with connect(ready, timeout=5.0) as client, pytest.raises((EOFError, OSError)):
+        client.scp_put("web.pem", cert)
+    assert ready.state.files["web.pem"] == cert
+    assert ready.journal.entries()[-1].result is None, "no exit status was sent"
+
+
+def test_scp_download_dropped_midway_sends_the_header_but_not_the_file(ready: SimulatedAppliance) -> None:
+    ready.faults.drop(command="scp download", file="server.pem", after_execute=True)
+    with connect(ready, timeout=5.0) as client:
+        channel = client.transport.open_session()
+        channel.settimeout(5.0)
+        channel.exec_command("scp -f server.pem")
+        channel.sendall(b"\0")
+        header = b""
+        while not header.endswith(b"\n"):
+            header += channel.recv(1)
+        assert re.fullmatch(rb"C0644 \d+ server\.pem\n", header)
+        channel.sendall(b"\0")
+        assert channel.recv(65536) == b"", "the connection closed before the file's content"
+
+
+def test_failed_scp_transfers_get_the_error_an_scp_client_prints(ready: SimulatedAppliance) -> None:
+    ready.faults.fail("scp download", "Permission denied", file="server.pem")
+    ready.faults.fail("scp upload", file="web.pem")
+    with connect(ready) as client:
+        with pytest.raises(OSError, match=r"^scp: server\.pem: Permission denied$"):
+            client.scp_get("server.pem")
+        with pytest.raises(OSError, match=r"^scp: web\.pem: Input/output error \(simulated fault\)$"):
+            client.scp_put("web.pem", b"abc")
+        client.scp_put("app.pem", b"abc")
+        assert client.scp_get("app.pem") == b"abc"
+    assert "web.pem" not in ready.state.files
+    assert [(e.command, e.result) for e in ready.journal.entries()] == [
+        ("scp download", 1),
+        ("scp upload", 1),
+        ("scp upload", 0),
+        ("scp download", 0),
+    ]
+
+
+def test_hanging_scp_transfer_moves_once_released(ready: SimulatedAppliance) -> None:
+    hang = ready.faults.hang("scp upload", file="web.pem")
+    errors: list[BaseException] = []
+
+    def upload() -> None:
+        try:
+            client.scp_put("web.pem", b"abc")
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    with connect(ready) as client:
+        uploading = threading.Thread(target=upload, daemon=True)
+        uploading.start()
+        assert hang.wait_started(5)
+        uploading.join(0.3)
+        assert uploading.is_alive() and "web.pem" not in ready.state.files
+        hang.release()
+        uploading.join(5)
+    assert not uploading.is_alive() and errors == []
+    assert ready.state.files["web.pem"] == b"abc"
+
+
 def test_latency_delays_the_named_command_only(ready: SimulatedAppliance, shell: Shell) -> None:
     ready.faults.set_latency(0.3, "client list")
     started = time.monotonic()

@@ -14,6 +14,29 @@
 * Latency: seconds to wait before a command's final output, per canonical command or default.
 
 Commands are named canonically (``partition create``), case-insensitively.
+
+Which use of a command: ``drop``, ``fail`` and ``hang`` all take ``nth`` (the command must be the
+``nth`` command line of its shell session) and ``occurrence`` (the fault lets the first
+``occurrence - 1`` matching commands through, counted across sessions from the moment it is set,
+whether or not another fault acts on them, then acts ``times`` times). So
+``fail("client show", occurrence=2, times=1)`` fails the second ``client show`` only.
+
+SCP transfers take the same three faults under the journal's names ``scp upload`` and
+``scp download``, optionally for one ``file`` (a home-directory file name), with ``occurrence``
+counting that direction's transfers (``nth`` is for shell command lines only). A transfer is
+one file; the fault acts once the appliance knows the file's name and would move it (an upload's
+``C`` header line was accepted, a download's file exists):
+
+* ``drop``: the connection closes before any of the file moves (an upload stores nothing).
+  ``after_execute=True`` drops in the middle, where the client cannot know the outcome: an
+  upload after the file is stored, before its last acknowledgement; a download after the file's
+  header, before its content.
+* ``fail(…, message)``: the client gets the error an scp client prints,
+  ``scp: <file>: <message>`` (``\\x01`` line, exit status 1), and nothing moves.
+* ``hang``: the transfer stalls until released (then goes on) or abandoned.
+
+A transfer cut short by a drop or an abandoned hang is journaled with result None (no exit
+status was ever sent), even when the upload was stored.
 """
 
 from __future__ import annotations
@@ -26,14 +49,21 @@ from typing import Literal
 from luna_ha.sim.commands import COMMANDS, EXIT, QUIT
 
 FaultKind = Literal["drop", "fail", "hang"]
+Direction = Literal["upload", "download"]
+SCP_UPLOAD = "scp upload"
+SCP_DOWNLOAD = "scp download"
+TRANSFERS = (SCP_UPLOAD, SCP_DOWNLOAD)
+SCP_FAILURE = "Input/output error (simulated fault)"
 _KNOWN = {name.lower(): name for name in (*COMMANDS, EXIT, QUIT)}
+_TARGETS = {**_KNOWN, **{name: name for name in TRANSFERS}}
 
 
-def _canonical(command: str) -> str:
+def _canonical(command: str, known: Mapping[str, str] = _KNOWN) -> str:
     try:
-        return _KNOWN[command.strip().lower()]
+        return known[command.strip().lower()]
     except KeyError:
-        raise ValueError(f"unknown lunash command {command!r} (use the canonical name)") from None
+        also = " or an SCP transfer ('scp upload', 'scp download')" if known is _TARGETS else ""
+        raise ValueError(f"unknown lunash command {command!r} (use the canonical name{also})") from None
 
 
 class Hang:
@@ -66,6 +96,7 @@ class Hang:
 @dataclass(frozen=True)
 class FaultAction:
     kind: FaultKind
+    #: ``fail``: the text after ``Error:  `` (lunash) or after ``scp: <file>: `` (SCP).
     message: str = ""
     after_execute: bool = False
     hang: Hang | None = None
@@ -74,12 +105,19 @@ class FaultAction:
 @dataclass
 class _Rule:
     action: FaultAction
+    #: A canonical lunash command, ``scp upload`` / ``scp download``, or None (any command line).
     command: str | None
     nth: int | None
+    file: str | None
+    #: Matching commands or transfers still to let through before acting.
+    skip: int
     times: int | None
 
-    def matches(self, command: str, ordinal: int) -> bool:
+    def matches_command(self, command: str, ordinal: int) -> bool:
         return (self.command is None or self.command == command) and (self.nth is None or self.nth == ordinal)
+
+    def matches_transfer(self, transfer: str, name: str) -> bool:
+        return self.command == transfer and (self.file is None or self.file == name)
 
 
 class Faults:
@@ -105,24 +143,56 @@ class Faults:
         *,
         command: str | None = None,
         nth: int | None = None,
+        occurrence: int | None = None,
+        file: str | None = None,
         after_execute: bool = False,
         times: int | None = 1,
     ) -> None:
-        if command is None and nth is None:
-            raise ValueError("drop needs a command, an nth command line, or both")
-        if nth is not None and nth < 1:
-            raise ValueError("nth counts command lines from 1")
-        self._add(FaultAction("drop", after_execute=after_execute), command, nth, times)
+        """Close the connection at a command (or SCP transfer); once unless ``times`` says otherwise.
 
-    def fail(self, command: str, message: str | None = None, *, times: int | None = None) -> None:
-        name = _canonical(command)
-        self._add(FaultAction("fail", message or f"'{name}' failed. (simulated fault)"), name, None, times)
+        ``drop(command="scp upload", file="web.pem", after_execute=True)`` stores ``web.pem`` and
+        drops before acknowledging it.
+        """
+        if command is None and nth is None and occurrence is None:
+            raise ValueError("drop needs a command, an nth command line, an occurrence, or a combination")
+        self._rule(FaultAction("drop", after_execute=after_execute), command, nth, occurrence, file, times)
 
-    def hang(self, command: str, *, times: int | None = None) -> Hang:
+    def fail(
+        self,
+        command: str,
+        message: str | None = None,
+        *,
+        nth: int | None = None,
+        occurrence: int | None = None,
+        file: str | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Answer a command with an error instead of running it; until cleared unless ``times``.
+
+        ``fail("partition list", occurrence=2, times=1)`` fails the second ``partition list``;
+        ``fail("scp download", "Permission denied", file="server.pem")`` fails that download with
+        ``scp: server.pem: Permission denied``.
+        """
+        name = _canonical(command, _TARGETS)
+        default = SCP_FAILURE if name in TRANSFERS else f"'{name}' failed. (simulated fault)"
+        self._rule(FaultAction("fail", message or default), name, nth, occurrence, file, times)
+
+    def hang(
+        self,
+        command: str,
+        *,
+        nth: int | None = None,
+        occurrence: int | None = None,
+        file: str | None = None,
+        times: int | None = None,
+    ) -> Hang:
+        """Stall a command (or SCP transfer) until the returned ``Hang`` is released; until cleared
+        unless ``times``. ``hang("client show", nth=5)``: the fifth command line, if a ``client show``.
+        """
         hang = Hang()
+        self._rule(FaultAction("hang", hang=hang), command, nth, occurrence, file, times)
         with self._lock:
             self._hangs.append(hang)
-        self._add(FaultAction("hang", hang=hang), command, None, times)
         return hang
 
     def set_latency(self, seconds: float, command: str | None = None) -> None:
@@ -148,8 +218,28 @@ class Faults:
         for hang in hangs:
             hang.release()
 
-    def _add(self, action: FaultAction, command: str | None, nth: int | None, times: int | None) -> None:
-        rule = _Rule(action, None if command is None else _canonical(command), nth, times)
+    def _rule(
+        self,
+        action: FaultAction,
+        command: str | None,
+        nth: int | None,
+        occurrence: int | None,
+        file: str | None,
+        times: int | None,
+    ) -> None:
+        name = None if command is None else _canonical(command, _TARGETS)
+        transfer = name in TRANSFERS
+        if nth is not None and nth < 1:
+            raise ValueError("nth counts command lines from 1")
+        if nth is not None and transfer:
+            raise ValueError("nth counts shell command lines; pick an SCP transfer by occurrence or file")
+        if occurrence is not None and occurrence < 1:
+            raise ValueError("occurrence counts from 1")
+        if file is not None and not transfer:
+            raise ValueError("file selects SCP transfers: use it with 'scp upload' or 'scp download'")
+        if times is not None and times < 1:
+            raise ValueError("times counts from 1 (None: until cleared)")
+        rule = _Rule(action, name, nth, file, (occurrence or 1) - 1, times)
         with self._lock:
             self._rules.append(rule)
 
@@ -165,15 +255,29 @@ class Faults:
 
     def on_command(self, command: str, ordinal: int) -> FaultAction | None:
         """The fault for the ``ordinal``-th command line of a session, consuming one use of it."""
+        return self._take(lambda rule: rule.matches_command(command, ordinal))
+
+    def on_transfer(self, direction: Direction, name: str) -> FaultAction | None:
+        """The fault for a transfer of the home-directory file ``name``, consuming one use of it."""
+        transfer = f"scp {direction}"
+        return self._take(lambda rule: rule.matches_transfer(transfer, name))
+
+    def _take(self, matches: Callable[[_Rule], bool]) -> FaultAction | None:
+        """The first rule due among those matching; every matching rule counts the occurrence."""
+        due: _Rule | None = None
         with self._lock:
-            for rule in self._rules:
-                if rule.matches(command, ordinal):
-                    if rule.times is not None:
-                        rule.times -= 1
-                        if rule.times <= 0:
-                            self._rules.remove(rule)
-                    return rule.action
-        return None
+            for rule in [r for r in self._rules if matches(r)]:
+                if rule.skip > 0:
+                    rule.skip -= 1
+                elif due is None:
+                    due = rule
+            if due is None:
+                return None
+            if due.times is not None:
+                due.times -= 1
+                if due.times <= 0:
+                    self._rules.remove(due)
+            return due.action
 
     def latency_for(self, command: str | None) -> float:
         with self._lock:

@@ -6,6 +6,13 @@ home directory", and the name from the ``C`` line is used. Directories (``-r``, 
 paths with ``/`` or ``..``, hidden names and files over 1 MiB are refused with an SCP error
 (``\\x01scp: …``) and exit status 1. ``server.pem`` is read-only. Time lines (``-p``) are
 acknowledged and ignored.
+
+Both sides take two hooks per file (the simulator's faults use them): ``before(name)`` once the
+file would move (an upload's ``C`` line passed the checks above, a download's file exists), and
+``after(name)`` once it moved as far as the client cannot tell the outcome (an upload is stored,
+its last acknowledgement not yet sent; a download's header is acknowledged, its content not yet
+sent). A hook may block, raise ``ScpError`` (answered as usual) or raise anything else (the
+transfer ends without another byte).
 """
 
 from __future__ import annotations
@@ -28,8 +35,15 @@ class Channel(Protocol):
     def sendall(self, s: bytes) -> None: ...
 
 
+FileHook = Callable[[str], None]
+
+
 class ScpError(Exception):
     """Ends the transfer; the message goes to the client after ``\\x01``."""
+
+
+def _no_hook(name: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,14 @@ class _Reader:
         raise ScpError(message.decode(errors="replace") or "scp: transfer refused by the client")
 
 
-def serve_upload(channel: Channel, request: ScpRequest, store: Callable[[str, bytes], None]) -> list[str]:
+def serve_upload(
+    channel: Channel,
+    request: ScpRequest,
+    store: Callable[[str, bytes], None],
+    *,
+    before: FileHook = _no_hook,
+    after: FileHook = _no_hook,
+) -> list[str]:
     """Receive files (sink side); ``store(name, data)`` keeps each. Returns the stored names."""
     reader, stored = _Reader(channel), list[str]()
     channel.sendall(b"\0")
@@ -134,11 +155,13 @@ def serve_upload(channel: Channel, request: ScpRequest, store: Callable[[str, by
                 raise ScpError(f"scp: {name}: Permission denied")
             if size > MAX_FILE_BYTES:
                 raise ScpError(f"scp: {name}: file too large")
+            before(name)
             channel.sendall(b"\0")
             data = reader.exactly(size)
             reader.ack()
             store(name, data)
             stored.append(name)
+            after(name)
             channel.sendall(b"\0")
         elif kind in (b"D", b"E"):
             raise ScpError("scp: directories are not supported")
@@ -148,13 +171,29 @@ def serve_upload(channel: Channel, request: ScpRequest, store: Callable[[str, by
             raise ScpError("scp: protocol error: unexpected input")
 
 
-def serve_download(channel: Channel, name: str, data: bytes | None) -> None:
-    """Send one file (source side); ``data`` None means it does not exist."""
+def serve_download(
+    channel: Channel,
+    name: str,
+    load: Callable[[str], bytes | None],
+    *,
+    before: FileHook = _no_hook,
+    after: FileHook = _no_hook,
+) -> None:
+    """Send one file (source side); ``load(name)`` reads it, None when it does not exist."""
     reader = _Reader(channel)
     reader.ack()
-    if data is None:
-        raise ScpError(f"scp: {name}: No such file or directory")
+    _existing(load, name)
+    before(name)
+    data = _existing(load, name)  # read again: a held transfer sends the file as it is then
     channel.sendall(f"C0644 {len(data)} {name}\n".encode())
     reader.ack()
+    after(name)
     channel.sendall(data + b"\0")
     reader.ack()
+
+
+def _existing(load: Callable[[str], bytes | None], name: str) -> bytes:
+    data = load(name)
+    if data is None:
+        raise ScpError(f"scp: {name}: No such file or directory")
+    return data

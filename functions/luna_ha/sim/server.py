@@ -15,7 +15,8 @@
   a ``ShellTerminal`` (echo, line editing, faults, latency); without a PTY it works the same
   without echo (commands piped on stdin). The shell's exit status is 0.
 * exec: ``scp -t <name>`` / ``scp -f <name>`` run the legacy SCP protocol against the home
-  directory (``scp.py``); uploads are journaled as mutating. Any other exec request (a lunash
+  directory (``scp.py``); uploads are journaled as mutating. Each file passes the SCP faults
+  (``faults.py``); a transfer they cut short sends no exit status. Any other exec request (a lunash
   command) is refused: ``Error:  Command execution over SSH exec is not supported by this appliance;
   use an interactive shell.`` on stderr and exit status 1 — whether Luna SA 5.x accepts exec is
   unknown, and the project's automation never relies on it. No subsystems (no SFTP).
@@ -48,7 +49,7 @@ from paramiko.common import (
 )
 
 from luna_ha.sim.appliance import CommandLine, ShellSession
-from luna_ha.sim.faults import Faults
+from luna_ha.sim.faults import Direction, Faults
 from luna_ha.sim.journal import Journal
 from luna_ha.sim.keys import key_fingerprint, key_line, make_ed25519_host_key, make_rsa_host_key
 from luna_ha.sim.scp import ScpError, parse_scp_command, serve_download, serve_upload
@@ -151,6 +152,52 @@ class _SshHandler(paramiko.ServerInterface):
 
     def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
         return False
+
+
+class _TransferCut(Exception):
+    """A fault ended an SCP transfer: the connection is gone (or the client left a hang)."""
+
+
+class _TransferFaults:
+    """The SCP faults of one exec channel, as the ``before``/``after`` hooks of ``scp.py``."""
+
+    def __init__(
+        self,
+        faults: Faults,
+        direction: Direction,
+        transport: paramiko.Transport,
+        channel: paramiko.Channel,
+        stopping: threading.Event,
+    ) -> None:
+        self._faults, self._direction = faults, direction
+        self._transport, self._channel, self._stopping = transport, channel, stopping
+        self._drop_after = False
+
+    def _abandoned(self) -> bool:
+        return self._channel.closed or not self._transport.is_active() or self._stopping.is_set()
+
+    def _cut(self) -> None:
+        self._transport.close()
+        raise _TransferCut
+
+    def before(self, name: str) -> None:
+        action = self._faults.on_transfer(self._direction, name)
+        if action is None:
+            return
+        if action.kind == "fail":
+            raise ScpError(f"scp: {name}: {action.message}")
+        if action.kind == "hang":
+            assert action.hang is not None
+            if not action.hang.hold(self._abandoned):
+                raise _TransferCut
+        elif action.after_execute:
+            self._drop_after = True
+        else:
+            self._cut()
+
+    def after(self, name: str) -> None:
+        if self._drop_after:
+            self._cut()
 
 
 class SimulatedAppliance:
@@ -355,19 +402,21 @@ class SimulatedAppliance:
                         faults=self.faults,
                         stopping=self._stopping,
                     ).run()
-                    status = 0
+                    status: int | None = 0
                 else:
-                    status = self._run_exec(channel, request.command, session_id)
-                if transport.is_active() and not channel.closed:
+                    status = self._run_exec(transport, channel, request.command, session_id)
+                if status is not None and transport.is_active() and not channel.closed:
                     channel.send_exit_status(status)
             finally:
                 channel.close()
 
-    def _run_exec(self, channel: paramiko.Channel, command: str, session_id: str) -> int:
+    def _run_exec(
+        self, transport: paramiko.Transport, channel: paramiko.Channel, command: str, session_id: str
+    ) -> int | None:
+        """Run an exec request; the exit status, or None when a fault cut the transfer short."""
         try:
             request = parse_scp_command(command)
         except ScpError as problem:
-            channel.sendall(b"\x01" + str(problem).encode() + b"\n")
             upload = any(w.startswith("-") and "t" in w for w in command.split()[1:])
             self.journal.record(
                 session=session_id,
@@ -377,6 +426,7 @@ class SimulatedAppliance:
                 mutating=upload,
                 result=1,
             )
+            channel.sendall(b"\x01" + str(problem).encode() + b"\n")
             return 1
         if request is None:
             line = CommandLine(command)
@@ -395,25 +445,31 @@ class SimulatedAppliance:
         seq = self.journal.record(
             session=session_id, kind="scp", line=command, command=f"scp {request.direction}", mutating=upload
         )
-        status = 0
+        faults = _TransferFaults(self.faults, request.direction, transport, channel, self._stopping)
         try:
             if upload:
-                serve_upload(channel, request, self._store_file)
+                serve_upload(channel, request, self._store_file, before=faults.before, after=faults.after)
             else:
-                name = request.name or ""
-                with self.state.lock:
-                    data = self.state.files.get(name)
-                serve_download(channel, name, data)
+                serve_download(
+                    channel, request.name or "", self._load_file, before=faults.before, after=faults.after
+                )
         except ScpError as problem:
+            self.journal.finish(seq, 1)  # before the client can see the error
             with contextlib.suppress(OSError, EOFError):
                 channel.sendall(b"\x01" + str(problem).encode() + b"\n")
-            status = 1
-        self.journal.finish(seq, status)
-        return status
+            return 1
+        except _TransferCut:
+            return None
+        self.journal.finish(seq, 0)
+        return 0
 
     def _store_file(self, name: str, data: bytes) -> None:
         with self.state.lock:
             self.state.files[name] = data
+
+    def _load_file(self, name: str) -> bytes | None:
+        with self.state.lock:
+            return self.state.files.get(name)
 
 
 def _unique_serials(n: int) -> list[str]:
