@@ -10,12 +10,14 @@ import argparse
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TextIO
 
 from luna_ha import compose
 from luna_ha.clock import Deadline
 from luna_ha.engine import Engine, GroupRunError, RunReport
 from luna_ha.errors import LunaHAError
+from luna_ha.layout import check_path
 from luna_ha.spec import GroupSpec, load_group_file
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -76,7 +78,9 @@ def _group_command(args: argparse.Namespace, out: TextIO) -> int:
         if args.command == "plan":
             report = engine.plan(spec, physical_id, deadline=deadline)
         elif args.command == "apply":
-            report = engine.apply(spec, physical_id, deadline=deadline)
+            moved_from = getattr(args, "moved_from", None)
+            previous = replace(spec, parameter_path=moved_from) if moved_from else None
+            report = engine.apply(spec, physical_id, previous=previous, deadline=deadline)
         else:
             report = engine.destroy(spec, physical_id, deadline=deadline)
     except GroupRunError as exc:
@@ -84,6 +88,13 @@ def _group_command(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_FAILED
     print_report(report, out)
     return EXIT_OK
+
+
+def _parameter_path(text: str) -> str:
+    try:
+        return check_path(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--timeout", type=float, default=0, help="seconds; start no step that cannot finish in time"
         )
+        if name == "apply":
+            p.add_argument(
+                "--moved-from",
+                metavar="PATH",
+                type=_parameter_path,
+                help="the ParameterPath the group was applied with before you changed it: its client "
+                "keys move to the new path (no re-registration) and its parameters there are deleted",
+            )
     sim = sub.add_parser("simulate", help="run simulated Luna appliances on 127.0.0.1", add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     demo = sub.add_parser(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 
@@ -92,3 +93,42 @@ def test_failed_appliance_exits_nonzero_naming_it(setup: Setup) -> None:
     assert "127.0.0.2" in output and "partition create" in output and "FAILED" in output
     for secret in setup.secret_values:
         assert secret not in output
+
+
+def test_apply_moved_from_an_old_path_keeps_the_client_key_and_cleans_the_old_path(setup: Setup) -> None:
+    old = str(setup.write(ParameterPath="/luna-ha/old"))
+    assert setup.run("apply", "-c", old)[0] == 0
+    key = parameters("/luna-ha/old")
+    marks = [a.journal.mark() for a in setup.appliances]
+    new = str(setup.write(ParameterPath="/luna-ha/new"))
+
+    code, out = setup.run("apply", "-c", new, "--moved-from", "/luna-ha/old")
+
+    assert code == 0, out
+    assert parameters("/luna-ha/old") == {}
+    moved = parameters("/luna-ha/new")
+    assert {n.removeprefix("/luna-ha/new") for n in moved} == {n.removeprefix("/luna-ha/old") for n in key}
+    client_keys = [n for n in key if n.endswith("/key")]
+    assert [moved[n.replace("/old/", "/new/")] for n in client_keys] == [key[n] for n in client_keys]
+    for appliance, mark in zip(setup.appliances, marks, strict=True):
+        assert [e.line for e in appliance.journal.since(mark) if e.mutating] == []
+
+
+def test_moved_from_must_be_a_parameter_path(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    group = str(setup.write())
+
+    with pytest.raises(SystemExit):
+        setup.run("apply", "-c", group, "--moved-from", "luna-ha/no-slash")
+
+    assert "--moved-from" in capsys.readouterr().err
+    assert all(a.connections == 0 for a in setup.appliances)
+
+
+def parameters(path: str) -> dict[str, str]:
+    ssm = boto3.client("ssm")
+    found: dict[str, str] = {}
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(
+        Path=path, Recursive=True, WithDecryption=True
+    ):
+        found.update({p["Name"]: p["Value"] for p in page["Parameters"]})
+    return found
