@@ -21,7 +21,8 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV_VERSION ?= 3.3.*
 # Instruction set of the provider function and its layer: arm64 | x86_64 (make build ARCH=x86_64).
 ARCH ?= arm64
-# `sam build` of the python3.13 function needs python3.13 on PATH.
+# CPython 3.13 (the Lambda runtime's version) compiles the bytecode that `make build` ships in the
+# function and the layer (functions/Makefile, layers/deps/Makefile).
 PYTHON313 ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null) \
 	python3.13; do command -v "$$p" 2>/dev/null && break; done)
 PYTEST_FLAGS ?= -q
@@ -84,9 +85,9 @@ templates: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) ## cfn-lint, sam validate --li
 bench: $(STAMP) ## print benchmark tables and ratios
 	$(BIN)/python bench/run.py
 
-build: $(SAM_STAMP) ## sam build of the provider (function + layer for ARCH) into .aws-sam/build
-	@test -n "$(PYTHON313)" || { echo "sam build of the python3.13 function needs python3.13 (pyenv or PATH)"; exit 1; }
-	PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 LAYER_ARCH=$(ARCH) \
+build: $(SAM_STAMP) ## sam build of the provider (function + layer for ARCH, with bytecode) into .aws-sam/build
+	@test -n "$(PYTHON313)" || { echo "make build needs python3.13 (pyenv or PATH) to compile the bytecode it ships"; exit 1; }
+	PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 LAYER_ARCH=$(ARCH) PYTHON313="$(PYTHON313)" \
 		LAYER_PIP="$(abspath $(SAM_VENV))/bin/python -m pip" \
 		$(SAM) build --template templates/provider.yaml --parameter-overrides Architecture=$(ARCH)
 

@@ -28,7 +28,22 @@ from luna_ha.spec import GroupSpec
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "luna-ha"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "LunaHA"))
-tracer = Tracer()
+# Traced where powertools would trace: on Lambda (the template's `Tracing: Active`). Where it would
+# not (POWERTOOLS_TRACE_DISABLED, outside Lambda, sam local: powertools' own rule), no Tracer at all:
+# Tracer() imports aws_xray_sdk.core even to switch tracing off, which outside Lambda also builds two
+# xray clients (0.14 s).
+
+
+def _tracing() -> bool:
+    """Powertools' rule: on Lambda (LAMBDA_TASK_ROOT), not under sam local or chalice, unless
+    POWERTOOLS_TRACE_DISABLED is true."""
+    setting = os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower()
+    disabled = setting in ("1", "y", "yes", "t", "true", "on")
+    local = os.environ.get("AWS_SAM_LOCAL") or os.environ.get("AWS_CHALICE_CLI_MODE")
+    return bool(os.environ.get("LAMBDA_TASK_ROOT")) and not local and not disabled
+
+
+tracer: Tracer | None = Tracer() if _tracing() else None
 
 SEND_ATTEMPTS = 4
 SEND_TIMEOUT_SECONDS = 10.0
@@ -70,8 +85,37 @@ def send_response(response_url: str, body: dict[str, Any], ssl_verify: object = 
 
 
 class _Resource(CfnResource):
+    """crhelper's CfnResource answering through :func:`send_response`, without its polling clients.
+
+    ``CfnResource.__init__`` creates boto3 clients for lambda, events and logs (~0.1 s of every cold
+    start) that serve only its polling mode (``poll_*``: EventBridge rules re-invoking the function),
+    which this function does not use; it skips them when ``AWS_SAM_LOCAL`` is set. So the variable is
+    set for the constructor only, and the environment and what crhelper read from it are put back.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        sam_local = os.environ.get("AWS_SAM_LOCAL")
+        os.environ["AWS_SAM_LOCAL"] = "true"
+        try:
+            super().__init__(**kwargs)
+        finally:
+            if sam_local is None:
+                del os.environ["AWS_SAM_LOCAL"]
+            else:
+                os.environ["AWS_SAM_LOCAL"] = sam_local
+        self._sam_local = sam_local
+
+    def _no_polling(self, func: Any) -> Any:
+        raise TypeError("crhelper polling needs the clients _Resource does not create")
+
+    poll_create = poll_update = poll_delete = _no_polling
+
     def _send(self, status: str | None = None, reason: str = "", send_response: Any = send_response) -> None:
         super()._send(status, reason, send_response=send_response)  # type: ignore[misc]  # private in the stubs
+
+
+def _traced(function: Callable[..., Any]) -> Callable[..., Any]:
+    return function if tracer is None else tracer.capture_lambda_handler(function, capture_response=False)
 
 
 def _progress(host: str, message: str) -> None:
@@ -133,7 +177,7 @@ def build_handler() -> Callable[[dict[str, Any], Any], None]:
 
     @logger.inject_lambda_context(log_event=False, clear_state=True)
     @metrics.log_metrics
-    @tracer.capture_lambda_handler(capture_response=False)
+    @_traced
     def handler(event: dict[str, Any], context: Any) -> None:
         logger.set_correlation_id(event.get("RequestId"))
         logger.append_keys(

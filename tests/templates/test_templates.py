@@ -6,20 +6,24 @@ properties validated by ``luna_ha.spec``).
 
 Slow checks (marked ``slow``; need the SAM CLI that ``make test`` installs in ``.venv-sam``):
 ``sam validate --lint`` on both templates and one ``sam build`` of the provider per architecture,
-shared by every test of the session. Where SAM is not installed they fail, unless
+shared by every test of the session: what the function and the layer ship, their CPython 3.13
+bytecode, and ``import luna_ha.app`` from the build alone. Where SAM is not installed they fail, unless
 ``LUNA_HA_SKIP_SAM=1`` says to skip them; CI runs ``make test``, which installs SAM first.
 Everything stays on this machine: dummy AWS credentials, no telemetry, no version check.
 """
 
 from __future__ import annotations
 
+import _imp
 import importlib.metadata
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -40,12 +44,21 @@ REPO = Path(__file__).resolve().parents[2]
 PROVIDER = REPO / "templates" / "provider.yaml"
 EXAMPLE = REPO / "templates" / "example-group.yaml"
 LAYER_DIR = REPO / "layers" / "deps"
+FUNCTION_DIR = REPO / "functions"
 TEMPLATES = [PROVIDER, EXAMPLE]
 SKIP_SAM = "LUNA_HA_SKIP_SAM"
 
 # ELF e_machine values of the two Lambda architectures.
 ELF_MACHINE = {"aarch64": 0xB7, "x86_64": 0x3E}
 WHEEL_ARCH = {"arm64": "aarch64", "x86_64": "x86_64"}
+# The bytecode both builds ship: CPython 3.13's magic number (importlib.util.MAGIC_NUMBER of any
+# 3.13), and the flags of an unchecked-hash .pyc (hash-based, source never checked).
+MAGIC_313 = (3571).to_bytes(2, "little") + b"\r\n"
+UNCHECKED_HASH = 0b01
+# What the function ships of luna_ha: all but what only the CLI, the demo and the tests import.
+NOT_SHIPPED = ("sim", "client", "cli.py", "demo.py")
+# What the Lambda runtime provides besides the standard library (boto3 and its dependencies).
+RUNTIME_PACKAGES = {"boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six", "jmespath"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,8 +137,11 @@ def test_function_contract(provider: dict[str, Any]) -> None:
     props = functions["Function"]["Properties"]
     assert props["Runtime"] == "python3.13"
     assert props["Handler"] == "luna_ha.app.handler"
-    assert (PROVIDER.parent / props["CodeUri"]).resolve() == REPO / "functions"
-    assert (REPO / "functions" / "luna_ha" / "__init__.py").is_file()
+    assert (PROVIDER.parent / props["CodeUri"]).resolve() == FUNCTION_DIR
+    assert (FUNCTION_DIR / "luna_ha" / "__init__.py").is_file()
+    # functions/Makefile: luna_ha without what Lambda never imports, with its bytecode.
+    assert functions["Function"]["Metadata"]["BuildMethod"] == "makefile"
+    assert "build-Function:" in (FUNCTION_DIR / "Makefile").read_text()
     assert props["MemorySize"] == 512
     assert props["Tracing"] == "Active"
     assert props["Architectures"] == [{"Ref": "Architecture"}]
@@ -600,10 +616,27 @@ def built(
         PATH=f"{Path(python313).parent}{os.pathsep}{env.get('PATH', '')}",
         LAYER_ARCH=architecture,
         LAYER_PIP=f"{sys.executable} -m pip",
+        PYTHON313=python313,  # compiles the bytecode of the function and the layer
     )
     command = [executable, "build", "--template", str(PROVIDER), "--build-dir", str(build_dir)]
     run([*command, "--parameter-overrides", f"Architecture={architecture}"], env, timeout=280)
     return architecture, build_dir
+
+
+def assert_bytecode(site: Path, prefix: str) -> int:
+    """Every ``.py`` under ``site`` has its CPython 3.13 ``.pyc``, unchecked-hash, of this very source,
+    naming the file where Lambda has it (``prefix``/...); there is no other ``.pyc``. Returns the count."""
+    sources = sorted(site.rglob("*.py"))
+    expected = {p.parent / "__pycache__" / f"{p.stem}.cpython-313.pyc" for p in sources}
+    assert set(site.rglob("*.pyc")) == expected
+    raw_magic = int.from_bytes(MAGIC_313, "little")
+    for source in sources:
+        data = (source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc").read_bytes()
+        assert data[:4] == MAGIC_313, source
+        assert int.from_bytes(data[4:8], "little") == UNCHECKED_HASH, source
+        assert data[8:16] == _imp.source_hash(raw_magic, source.read_bytes()), f"stale: {source}"
+        assert f"{prefix}/{source.relative_to(site)}".encode() in data, source
+    return len(sources)
 
 
 @pytest.mark.slow
@@ -612,9 +645,19 @@ def test_sam_build_function(built: tuple[str, Path]) -> None:
     _, build_dir = built
     package = build_dir / "Function" / "luna_ha"
     assert (package / "__init__.py").is_file()
-    source = REPO / "functions" / "luna_ha"
-    expected = {p.relative_to(source) for p in source.rglob("*.py") if "__pycache__" not in p.parts}
-    assert expected <= {p.relative_to(package) for p in package.rglob("*.py")}
+    source = FUNCTION_DIR / "luna_ha"
+    expected = {
+        p.relative_to(source)
+        for p in source.rglob("*.py")
+        if "__pycache__" not in p.parts and p.relative_to(source).parts[0] not in NOT_SHIPPED
+    }
+    assert {p.relative_to(package) for p in package.rglob("*.py")} == expected
+    for name in NOT_SHIPPED:
+        assert (source / name).exists(), f"no luna_ha/{name}: update NOT_SHIPPED and functions/Makefile"
+        assert not (package / name).exists(), f"luna_ha/{name} is not imported on Lambda"
+    # The sources and their bytecode, nothing else.
+    assert {p.suffix for p in package.rglob("*") if p.is_file()} == {".py", ".pyc"}
+    assert assert_bytecode(build_dir / "Function", "/var/task") == len(expected)
     assert sorted(p.name for p in (build_dir / "Function").iterdir()) == ["luna_ha"]
     built_template = load(build_dir / "template.yaml")
     function = built_template["Resources"]["Function"]["Properties"]
@@ -666,6 +709,94 @@ def test_sam_build_layer(built: tuple[str, Path]) -> None:
         assert elf_machine(path) == ELF_MACHINE[arch], path
         tag = re.search(r"\.cpython-(\d+)-([a-z0-9_]+)-linux-gnu\.so$", path.name)
         assert tag is None or tag.groups() == ("313", arch), path
+    # Bytecode for python3.13, unchecked-hash, as Lambda finds the layer (/opt/python).
+    assert assert_bytecode(site, "/opt/python") > 500
+
+
+IMPORT_AS_ON_LAMBDA = """
+import importlib._bootstrap_external as external, json, sys
+compiled = []
+to_code = external.SourceLoader.source_to_code
+def spy(self, data, path, *args, **kwargs):
+    compiled.append(path)
+    return to_code(self, data, path, *args, **kwargs)
+external.SourceLoader.source_to_code = spy  # called only where no usable .pyc is found
+import luna_ha.app
+absent = []
+for name in ("luna_ha.sim", "luna_ha.client", "luna_ha.cli", "luna_ha.demo"):
+    try:
+        __import__(name)
+    except ModuleNotFoundError:
+        absent.append(name)
+files = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())}
+traced = luna_ha.app.tracer is not None
+print(json.dumps({"compiled": compiled, "files": files, "absent": absent, "traced": traced}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_built_handler_imports_from_the_build_alone_with_its_bytecode(
+    built: tuple[str, Path], tmp_path: Path
+) -> None:
+    """``import luna_ha.app`` as Lambda does it (tracing on, as deployed), without ``site`` (so not the
+    editable luna_ha): the built function first on the path, then, when it is for this machine's
+    architecture, the built layer and the runtime's packages (boto3 and its dependencies, linked
+    from the venv); else the venv's site-packages. Nothing of the function or the layer is
+    compiled: their shipped bytecode is used."""
+    architecture, build_dir = built
+    if sys.version_info[:2] != (3, 13):
+        pytest.skip("the venv is not python3.13, the version of the built bytecode")
+    function = (build_dir / "Function").resolve()
+    layer = (build_dir / "DepsLayer" / "python").resolve()
+    with_layer = platform.machine() == WHEEL_ARCH[architecture]
+    venv_site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    runtime = tmp_path / "runtime"  # what the Lambda runtime has besides the standard library
+    runtime.mkdir()
+    for name in RUNTIME_PACKAGES:
+        (package,) = [p for p in (venv_site / name, venv_site / f"{name}.py") if p.exists()]
+        (runtime / package.name).symlink_to(package)
+    path = [function, layer, runtime] if with_layer else [function, venv_site]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join(map(str, path)),
+        "PYTHONDONTWRITEBYTECODE": "1",  # /var/task and /opt are read-only
+        "LAMBDA_TASK_ROOT": str(function),
+        "AWS_LAMBDA_FUNCTION_NAME": "luna-ha-provider",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", IMPORT_AS_ON_LAMBDA],
+        cwd=function,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["traced"], "tracing is on where Lambda runs the function"
+    assert sorted(report["absent"]) == ["luna_ha.cli", "luna_ha.client", "luna_ha.demo", "luna_ha.sim"]
+    files = {name: Path(file) for name, file in report["files"].items() if file}  # as found on the path
+    luna = {name: file for name, file in files.items() if name.split(".")[0] == "luna_ha"}
+    assert "luna_ha.engine" in luna and all(file.is_relative_to(function) for file in luna.values()), luna
+    shipped = [function, *([layer] if with_layer else [])]
+    assert [c for c in report["compiled"] if any(Path(c).is_relative_to(d) for d in shipped)] == []
+    if with_layer:
+        # The layer is complete: everything else comes from the runtime or the standard library.
+        stdlib = Path(sysconfig.get_paths()["stdlib"])
+        elsewhere = {
+            name: file
+            for name, file in files.items()
+            if not any(file.is_relative_to(d) for d in (function, layer, runtime, stdlib, stdlib.resolve()))
+        }
+        assert elsewhere == {}
+        assert files["paramiko"].is_relative_to(layer)
 
 
 @pytest.mark.slow
