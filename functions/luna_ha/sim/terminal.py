@@ -55,10 +55,21 @@ class ShellTerminal:
         self.ordinal = 0
         self.current: str | None = None
         self.buffer: list[str] = []
+        self.echoed: list[str] = []
 
     def send(self, text: str) -> None:
         if text:
             self.channel.sendall(text.encode())
+
+    def echo_out(self, text: str) -> None:
+        """Echo typed input; it leaves with the next :meth:`flush`, as a terminal's echo of input
+        that arrived together leaves in one read of the pty, not one SSH packet a character."""
+        if self.echo:
+            self.echoed.append(text)
+
+    def flush(self) -> None:
+        text, self.echoed = "".join(self.echoed), []
+        self.send(text)
 
     def abandoned(self) -> bool:
         return self.channel.closed or not self.transport.is_active() or self.stopping.is_set()
@@ -78,14 +89,15 @@ class ShellTerminal:
                 after_cr = char == "\r"
                 if not self.key(char):
                     return
+            self.flush()
 
     def key(self, char: str) -> bool:
         """Handle one typed character; False ends the shell."""
         if char in "\r\n":
             line = "".join(self.buffer)
             self.buffer.clear()
-            if self.echo:
-                self.send("\r\n")
+            self.echo_out("\r\n")
+            self.flush()
             return self.line(line) and not self.session.closed
         if char == "\x03":
             return False
@@ -95,13 +107,11 @@ class ShellTerminal:
         if char in "\x7f\x08":
             if self.buffer:
                 self.buffer.pop()
-                if self.echo:
-                    self.send("\b \b")
+                self.echo_out("\b \b")
             return True
         if char.isprintable() or char == "\t":
             self.buffer.append(char)
-            if self.echo:
-                self.send("*" if self.session.awaiting_secret else char)
+            self.echo_out("*" if self.session.awaiting_secret else char)
         return True
 
     def line(self, line: str) -> bool:
