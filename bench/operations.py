@@ -146,5 +146,6 @@ def print_results(results: list[OperationCounts], appliances: int) -> None:
     note(
         "\nmutating / login / read-only: what each appliance's journal received (SCP upload = mutating, "
         "server.pem download = read-only). Lambda settings: deletion markers on (Delete writes one "
-        "marker parameter, every apply re-reads the path once more)."
+        "marker parameter, every apply reads that marker once more); HSM Admin work takes one lock per run "
+        "(2 SSM calls); one BatchGetSecretValue reads every secret of a run."
     )
