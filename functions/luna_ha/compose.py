@@ -6,27 +6,38 @@ it talks to AWS or to a local endpoint.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from luna_ha.engine import Engine, Progress
 from luna_ha.spec import GroupSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_ssm.client import SSMClient
+
+
+def ssm_client() -> SSMClient:
+    """The engine's Parameter Store client. The store writes a wave of parameters at once; when
+    Parameter Store throttles, each throttled call backs off (with jitter) and retries, up to 10
+    attempts, instead of failing the run. Not botocore's "adaptive" mode: once throttled, its
+    client-side rate limiter slows every later call of the run (27 puts took 20 s instead of 3 in
+    tests/functional/test_store.py)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("ssm", config=Config(retries={"mode": "standard", "max_attempts": 10}))
 
 
 def build_engine(
     spec: GroupSpec, progress: Progress | None = None, *, deletion_markers: bool = False
 ) -> Engine:
     import boto3
-    from botocore.config import Config
 
     from luna_ha.secrets import SecretReader
     from luna_ha.store import ParameterStore
 
     return Engine(
         secrets=SecretReader(boto3.client("secretsmanager")),
-        # The store writes a wave of parameters at once; adaptive retries slow this client down
-        # when Parameter Store throttles (40 puts/s by default) instead of failing the run.
-        store=ParameterStore(
-            boto3.client("ssm", config=Config(retries={"mode": "adaptive", "max_attempts": 10})),
-            kms_key_id=spec.kms_key_id,
-        ),
+        store=ParameterStore(ssm_client(), kms_key_id=spec.kms_key_id),
         progress=progress,
         deletion_markers=deletion_markers,
     )

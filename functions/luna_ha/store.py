@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 STANDARD_TIER_MAX_BYTES = 4096
 DELETE_BATCH = 10
 PAGE_SIZE = 10  # the most GetParametersByPath returns per call
-# Calls of one wave in flight at once. Parameter Store's default throughput is 40 puts per second
-# per account and region; throttled calls are retried by botocore (see luna_ha.compose).
+# Calls of one wave in flight at once. Parameter Store limits the calls per second of an account and
+# region (its default throughput suits "low- to moderate-volume workloads"); a throttled call is
+# retried with backoff by the client (luna_ha.compose.ssm_client).
 WORKERS = 8
 
 _R = TypeVar("_R")

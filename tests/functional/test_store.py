@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
 from botocore.stub import Stubber
 
+from luna_ha import compose
 from luna_ha.errors import StoreError
 from luna_ha.layout import (
     GroupDocument,
@@ -279,6 +284,56 @@ def test_a_parameter_that_expires_carries_an_expiration_policy_in_the_advanced_t
     (policy,) = described["Policies"]
     assert "2030-01-02T01:04:05.000Z" in policy["PolicyText"]  # in UTC, as Parameter Store wants it
     assert "Expiration" in policy["PolicyText"]
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.data
+
+
+def throttle(client: Any, names: list[str]) -> list[str]:
+    """The first PutParameter of each of ``names`` that ``client`` sends is answered twice as a
+    throttled Parameter Store answers (HTTP 400 ThrottlingException), below botocore's retries."""
+    throttled: list[str] = []
+    lock = threading.Lock()
+    body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+
+    def before_send(request: Any, **_: Any) -> AWSResponse | None:
+        name = json.loads(request.body)["Name"]
+        with lock:
+            if name not in names or throttled.count(name) >= 2:
+                return None
+            throttled.append(name)
+        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Body(body))
+
+    client.meta.events.register("before-send.ssm.PutParameter", before_send)
+    return throttled
+
+
+def test_throttled_writes_of_a_wave_are_retried_by_the_engines_client(aws: None) -> None:
+    client = compose.ssm_client()
+    store = ParameterStore(client, kms_key_id=None)
+    desired = layout(clients=6)
+    names = [n for n in desired if "/clients/c" in n][:6]  # in the wave of certificates and keys
+    throttled = throttle(client, names)
+
+    publish(store, desired)
+
+    assert sorted(throttled) == sorted(names * 2)
+    assert store.read(PATH) == desired
+
+
+def test_a_client_without_retries_would_fail_on_the_same_throttling(aws: None) -> None:
+    client = boto3.client("ssm", config=Config(retries={"mode": "standard", "max_attempts": 1}))
+    store = ParameterStore(client, kms_key_id=None)
+    desired = layout(clients=6)
+    throttle(client, [n for n in desired if "/clients/c" in n][:6])
+
+    with pytest.raises(StoreError, match="ThrottlingException"):
+        publish(store, desired)
 
 
 def test_a_rejected_write_names_the_parameter_and_code_but_not_the_value(ssm: Any) -> None:
