@@ -17,14 +17,15 @@ if TYPE_CHECKING:
 
 def ssm_client() -> SSMClient:
     """The engine's Parameter Store client. The store writes a wave of parameters at once; when
-    Parameter Store throttles, each throttled call backs off (with jitter) and retries, up to 10
-    attempts, instead of failing the run. Not botocore's "adaptive" mode: once throttled, its
+    Parameter Store throttles, each throttled call backs off (with jitter) and retries, up to 5
+    attempts (15 s of backoff at most, well inside the margin the function keeps for its answer),
+    instead of failing the run. Not botocore's "adaptive" mode: once throttled, its
     client-side rate limiter slows every later call of the run (27 puts took 20 s instead of 3 in
     tests/functional/test_store.py)."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client("ssm", config=Config(retries={"mode": "standard", "max_attempts": 10}))
+    return boto3.client("ssm", config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
 
 def build_engine(
