@@ -142,7 +142,8 @@ def test_function_contract(provider: dict[str, Any]) -> None:
     # functions/Makefile: luna_ha without what Lambda never imports, with its bytecode.
     assert functions["Function"]["Metadata"]["BuildMethod"] == "makefile"
     assert "build-Function:" in (FUNCTION_DIR / "Makefile").read_text()
-    assert props["MemorySize"] == 512
+    assert props["MemorySize"] == {"Ref": "FunctionMemorySize"}
+    assert provider["Parameters"]["FunctionMemorySize"]["Default"] == 1769  # one vCPU
     assert props["Tracing"] == "Active"
     assert props["Architectures"] == [{"Ref": "Architecture"}]
     assert props["Timeout"] == {"Ref": "FunctionTimeout"}
