@@ -170,7 +170,7 @@ def test_create_answers_over_https_with_cloudformation_shaped_event(
     assert context.function_name == "luna-ha-provider"
     assert context.function_version == "$LATEST"
     assert context.invoked_function_arn == cfn.service_token
-    assert context.memory_limit_in_mb == "512"
+    assert context.memory_limit_in_mb == "1769"  # the provider template's default
     assert re.fullmatch(UUID_RE, context.aws_request_id)
     assert context.log_group_name == "/aws/lambda/luna-ha-provider"
     assert re.fullmatch(r"\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}", context.log_stream_name)

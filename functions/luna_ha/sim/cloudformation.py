@@ -222,7 +222,7 @@ class LocalCloudFormation:
         resource_type: str = "Custom::LunaHAGroup",
         timeout_seconds: float = 900,
         function_name: str = "luna-ha-provider",
-        memory_mb: int = 512,
+        memory_mb: int = 1769,
         grace_seconds: float = 2.0,
         receiver: ResponseReceiver | None = None,
         environment_factory: Callable[[], Handler] | None = None,
