@@ -24,6 +24,17 @@ from luna_ha.store import ParameterStore
 REGION = "us-east-1"
 
 
+def parameters(path: str = "/luna-ha/payments") -> dict[str, str]:
+    """Every parameter below ``path`` (decrypted), name to value, as an ASG member would read them."""
+    ssm = boto3.client("ssm", region_name=REGION)
+    found: dict[str, str] = {}
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(
+        Path=path, Recursive=True, WithDecryption=True
+    ):
+        found.update({p["Name"]: p["Value"] for p in page["Parameters"]})
+    return found
+
+
 @dataclass
 class Lab:
     appliances: list[SimulatedAppliance]
@@ -79,14 +90,7 @@ class Lab:
         )
 
     def parameters(self, path: str = "/luna-ha/payments") -> dict[str, str]:
-        ssm = boto3.client("ssm", region_name=REGION)
-        found: dict[str, str] = {}
-        for page in ssm.get_paginator("get_parameters_by_path").paginate(
-            Path=path, Recursive=True, WithDecryption=True
-        ):
-            for p in page["Parameters"]:
-                found[p["Name"]] = p["Value"]
-        return found
+        return parameters(path)
 
     def mutating_marks(self) -> list[int]:
         return [a.journal.mark() for a in self.appliances]

@@ -7,14 +7,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
 
 from luna_ha.cli import main
 from luna_ha.sim.localaws import LabSecrets, group_properties
 from luna_ha.sim.server import SimulatedAppliance
-from tests.functional.lab import served_lab
+from tests.functional.lab import parameters, served_lab
 
 
 @dataclass
@@ -122,13 +121,3 @@ def test_moved_from_must_be_a_parameter_path(setup: Setup, capsys: pytest.Captur
 
     assert "--moved-from" in capsys.readouterr().err
     assert all(a.connections == 0 for a in setup.appliances)
-
-
-def parameters(path: str) -> dict[str, str]:
-    ssm = boto3.client("ssm")
-    found: dict[str, str] = {}
-    for page in ssm.get_paginator("get_parameters_by_path").paginate(
-        Path=path, Recursive=True, WithDecryption=True
-    ):
-        found.update({p["Name"]: p["Value"] for p in page["Parameters"]})
-    return found

@@ -16,7 +16,7 @@ import pytest
 from luna_ha.sim.cloudformation import LocalCloudFormation, LocalStack
 from luna_ha.sim.localaws import LabSecrets, group_properties
 from luna_ha.sim.server import SimulatedAppliance
-from tests.functional.lab import served_lab
+from tests.functional.lab import parameters, served_lab
 
 LOGICAL = "Group"
 
@@ -34,13 +34,7 @@ class World:
         return props
 
     def parameters(self, path: str = "/luna-ha/payments") -> dict[str, str]:
-        ssm = boto3.client("ssm")
-        found: dict[str, str] = {}
-        for page in ssm.get_paginator("get_parameters_by_path").paginate(
-            Path=path, Recursive=True, WithDecryption=True
-        ):
-            found.update({p["Name"]: p["Value"] for p in page["Parameters"]})
-        return found
+        return parameters(path)
 
     def clients_on(self, index: int) -> set[str]:
         return set(self.appliances[index].state.clients)
