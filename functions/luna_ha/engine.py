@@ -9,6 +9,7 @@ build an ``Engine`` with real adapters; tests build it against the simulator and
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,14 @@ from datetime import UTC, datetime, timedelta
 from luna_ha import appliance as appl
 from luna_ha.certs import generate_client_credential, luna_fingerprint
 from luna_ha.clock import Deadline
-from luna_ha.errors import ApplianceError, CommandBuildError, LunaHAError, SecretError, SpecError
+from luna_ha.errors import (
+    ApplianceError,
+    CommandBuildError,
+    LunaHAError,
+    SecretError,
+    SpecError,
+    StoreError,
+)
 from luna_ha.layout import (
     GroupDocument,
     Member,
@@ -47,6 +55,7 @@ from luna_ha.ssh import CommandRecord, HostKeyPin, LunaShell, SshTarget
 from luna_ha.store import ParameterStore
 
 Progress = Callable[[str, str], None]
+log = logging.getLogger(__name__)
 
 # How long <path>/deleting outlives the Delete that wrote it: past the oldest event Lambda still
 # delivers (MaximumEventAgeInSeconds: 1 hour) plus a whole run (15 minutes at most). Parameter
@@ -681,10 +690,15 @@ class _AdminGuard:
         return True
 
     def release(self) -> None:
+        """Let the lock go. A failure to delete it does not fail the run whose work is done: the
+        lock expires by itself, and a later run takes it over once it is stale."""
         with self._mutex:
             if self.held and self.name is not None:
                 self.held = False
-                self.engine.store.apply(ParameterPlan(deletes=(self.name,)))
+                try:
+                    self.engine.store.apply(ParameterPlan(deletes=(self.name,)))
+                except StoreError as exc:
+                    log.warning("the HSM Admin lock stays until it expires: %s", exc)
 
 
 def _attempts_only(attempts_left: int | None) -> ApplianceState:

@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
@@ -46,6 +47,7 @@ from luna_ha.planner import (
 )
 from luna_ha.sim.server import SimulatedAppliance
 from luna_ha.spec import parse_properties
+from luna_ha.store import ParameterStore
 from tests.functional.lab import Lab, running_lab
 
 ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/zero/1|Group|payments"
@@ -432,3 +434,23 @@ def test_a_lock_left_by_a_crashed_run_is_taken_over(lab: Lab) -> None:
 
     assert [len(logins(a)) for a in lab.appliances] == [1, 1, 1]
     assert LOCK not in lab.parameters()
+
+
+def test_a_lock_that_cannot_be_removed_does_not_fail_a_run_whose_work_is_done(
+    lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = lab.spec(members=[0, 1, 2])
+    engine = lab.engine(spec)
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    engine.store = ParameterStore(ssm)
+
+    def refuse_the_lock(params: dict[str, Any], **_: Any) -> None:
+        if LOCK in params["Names"]:
+            raise ClientError({"Error": {"Code": "AccessDeniedException"}}, "DeleteParameters")
+
+    ssm.meta.events.register("before-parameter-build.ssm.DeleteParameters", refuse_the_lock)
+
+    assert engine.apply(spec, ID).ok
+
+    assert LOCK in lab.parameters()  # it expires by itself, or is taken over once stale
+    assert "the HSM Admin lock stays until it expires" in caplog.text
