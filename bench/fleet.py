@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import secrets
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -75,18 +74,6 @@ class ApplianceStats:
     hostname: str
     connections: int
     entries: tuple[Entry, ...]
-
-
-@dataclass(frozen=True)
-class GroupSecrets:
-    admin_password: str = field(repr=False)
-    domain: str = field(repr=False)
-    partition_password: str = field(repr=False)
-
-    @classmethod
-    def generate(cls) -> GroupSecrets:
-        # a letter first: lunash would read a value starting with '-' as an option
-        return cls(*("s" + secrets.token_urlsafe(12) for _ in range(3)))
 
 
 # -- the appliances (in whichever process runs them) ---------------------------------------------
@@ -189,7 +176,9 @@ class Backend:
     name = ""
 
     def __init__(self) -> None:
-        self.group = GroupSecrets.generate()
+        from luna_ha.sim.localaws import LabSecrets
+
+        self.group = LabSecrets.generate()
         self.appliances: list[ApplianceInfo] = []
         self._saved_env: dict[str, str | None] = {}
         self._seeded: set[str] = set()
