@@ -145,9 +145,8 @@ def _path_of(properties: object) -> str | None:
     PartitionName); None when they name none that is valid."""
     if not isinstance(properties, Mapping):
         return None
-    candidate = properties.get("ParameterPath") or None
-    if candidate is None and _partition_of(properties):
-        candidate = default_parameter_path(_partition_of(properties))
+    partition = _partition_of(properties)
+    candidate = properties.get("ParameterPath") or (default_parameter_path(partition) if partition else None)
     if not isinstance(candidate, str):
         return None
     try:
