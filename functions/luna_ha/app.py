@@ -127,7 +127,9 @@ def _engine(spec: GroupSpec) -> Engine:
 
 
 resource = GroupResource(
-    _engine, margin_seconds=float(os.environ.get("LUNA_HA_RESPONSE_MARGIN_SECONDS", "30"))
+    _engine,
+    margin_seconds=float(os.environ.get("LUNA_HA_RESPONSE_MARGIN_SECONDS", "30")),
+    parameter_prefix=os.environ.get("LUNA_HA_PARAMETER_PREFIX", "/luna-ha"),
 )
 
 

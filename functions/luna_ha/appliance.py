@@ -22,7 +22,7 @@ from luna_ha.lunash.parsers import (
     parse_partition_list,
 )
 from luna_ha.ownership import parse_registration
-from luna_ha.planner import Action, ApplianceState, Registration, Step
+from luna_ha.planner import RECORDS, Action, ApplianceState, Registration, Step
 from luna_ha.ssh import LunaShell
 
 SERVER_CERT_FILE = "server.pem"
@@ -40,6 +40,9 @@ STEP_BUDGET: dict[Action, float] = {
     Action.CLIENT_REVOKE: 15.0,
     Action.CLIENT_DELETE: 15.0,
     Action.PARTITION_DELETE: 60.0,
+    Action.ADOPT_PARTITION: 5.0,
+    Action.RETAIN_PARTITION: 5.0,
+    Action.FORGET_PARTITION: 5.0,
 }
 
 
@@ -122,8 +125,11 @@ def apply_steps(
     deadline: Deadline,
     on_step: Callable[[Step], None] | None = None,
     before_step: Callable[[Step, list[Step]], None] | None = None,
+    record: Callable[[Step], None] | None = None,
 ) -> list[Step]:
-    """Run ``steps`` in order; returns the ones done. Stops at the first failure (it raises)."""
+    """Run ``steps`` in order; returns the ones done. Stops at the first failure (it raises).
+
+    Steps that are records (``planner.RECORDS``) go to ``record``, not to the appliance."""
     done: list[Step] = []
     pending = list(steps)
     for index, step in enumerate(pending):
@@ -135,7 +141,11 @@ def apply_steps(
             )
         if before_step is not None:
             before_step(step, done)
-        if step.action is Action.UPLOAD_CERT:
+        if step.action in RECORDS:
+            if record is None:
+                raise ValueError(f"step '{step}' is a record and no recorder was given")
+            record(step)
+        elif step.action is Action.UPLOAD_CERT:
             shell.put_file(f"{step.target}.pem", certificates[step.target].encode(), step=str(step))
         else:
             shell.run(_command_for(step, secrets), step=str(step), tolerate=ALREADY_DONE.get(step.action, ()))

@@ -28,7 +28,7 @@ def cli_physical_id(spec: GroupSpec) -> str:
     return f"luna-ha-cli/{spec.partition_name}"
 
 
-def build_engine(spec: GroupSpec, out: TextIO) -> Engine:
+def build_engine(spec: GroupSpec, out: TextIO, table: str | None = None) -> Engine:
     """The engine with real adapters, printing each appliance's progress as one whole line."""
     lock = threading.Lock()
 
@@ -37,7 +37,7 @@ def build_engine(spec: GroupSpec, out: TextIO) -> Engine:
             out.write(f"  [{host}] {message}\n")
             out.flush()
 
-    return compose.build_engine(spec, progress)
+    return compose.build_engine(spec, progress, table=table)
 
 
 def print_report(report: RunReport, out: TextIO) -> None:
@@ -45,6 +45,8 @@ def print_report(report: RunReport, out: TextIO) -> None:
     for a in report.appliances:
         role = "leaving" if a.leaving else "member"
         status = "ok" if a.ok else f"FAILED: {a.error}"
+        if a.skipped:
+            status = f"skipped: {a.skipped}"
         if report.operation == "plan":
             print(f"  {a.host} ({role}): {len(a.planned)} step(s) to run; {status}", file=out)
             for step in a.planned:
@@ -68,7 +70,7 @@ def _group_command(args: argparse.Namespace, out: TextIO) -> int:
     spec = load_group_file(args.config)
     for warning in spec.warnings:
         print(f"warning: {warning}", file=out)
-    engine = build_engine(spec, out)
+    engine = build_engine(spec, out, getattr(args, "table", None))
     physical_id = args.id or cli_physical_id(spec)
     deadline = Deadline.after(args.timeout) if args.timeout else Deadline.never()
     print(
@@ -114,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--timeout", type=float, default=0, help="seconds; start no step that cannot finish in time"
+        )
+        p.add_argument(
+            "--table",
+            help="the coordination table (DynamoDB) shared with the provider and other runs "
+            "(default: $LUNA_HA_TABLE)",
         )
         if name == "apply":
             p.add_argument(

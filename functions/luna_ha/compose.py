@@ -6,9 +6,12 @@ it talks to AWS or to a local endpoint.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
+from luna_ha.coordination import TABLE_ENV, Coordinator
 from luna_ha.engine import Engine, Progress
+from luna_ha.errors import LunaHAError
 from luna_ha.spec import GroupSpec
 
 if TYPE_CHECKING:
@@ -28,8 +31,23 @@ def ssm_client() -> SSMClient:
     return boto3.client("ssm", config=Config(retries={"mode": "standard", "max_attempts": 5}))
 
 
+def coordination_table(table: str | None = None) -> str:
+    """The coordination table: ``table`` if given, else ``LUNA_HA_TABLE`` (the provider sets it)."""
+    name = table or os.environ.get(TABLE_ENV, "")
+    if not name:
+        raise LunaHAError(
+            f"no coordination table: give --table or set {TABLE_ENV} to the provider's table "
+            "(output CoordinationTableName), or to a table of your own as the README describes"
+        )
+    return name
+
+
 def build_engine(
-    spec: GroupSpec, progress: Progress | None = None, *, deletion_markers: bool = False
+    spec: GroupSpec,
+    progress: Progress | None = None,
+    *,
+    deletion_markers: bool = False,
+    table: str | None = None,
 ) -> Engine:
     import boto3
 
@@ -39,6 +57,7 @@ def build_engine(
     return Engine(
         secrets=SecretReader(boto3.client("secretsmanager")),
         store=ParameterStore(ssm_client(), kms_key_id=spec.kms_key_id),
+        coordinator=Coordinator(boto3.client("dynamodb"), coordination_table(table)),
         progress=progress,
         deletion_markers=deletion_markers,
     )

@@ -8,48 +8,48 @@ build an ``Engine`` with real adapters; tests build it against the simulator and
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from luna_ha import admin_guard
 from luna_ha import appliance as appl
+from luna_ha.admin_guard import AdminGuard
 from luna_ha.certs import generate_client_credential, luna_fingerprint
 from luna_ha.clock import Deadline
+from luna_ha.coordination import Coordinator, PartitionRecord, PathTaken
 from luna_ha.errors import (
     ApplianceError,
     CommandBuildError,
     LunaHAError,
     SecretError,
     SpecError,
-    StoreError,
 )
 from luna_ha.layout import (
     GroupDocument,
     Member,
     Parameter,
     ParameterPlan,
-    admin_lock_name,
     build_layout,
-    deletion_marker_name,
     owned_by,
     plan_parameters,
 )
 from luna_ha.lunash.commands import check_secret
-from luna_ha.ownership import ownership_token, parse_registration, registration_name
+from luna_ha.ownership import ownership_token, parse_registration, registration_name, resource_identity
 from luna_ha.planner import (
     Action,
     ApplianceGoal,
     ApplianceState,
+    PartitionClaim,
     Step,
-    check_login_allowed,
     plan_appliance,
 )
-from luna_ha.secrets import SecretReader
+from luna_ha.secrets import SecretReader, check_destination
 from luna_ha.spec import ApplianceSpec, GroupSpec, parse_appliance
 from luna_ha.ssh import CommandRecord, HostKeyPin, LunaShell, SshTarget
 from luna_ha.store import ParameterStore
@@ -57,9 +57,8 @@ from luna_ha.store import ParameterStore
 Progress = Callable[[str, str], None]
 log = logging.getLogger(__name__)
 
-# How long <path>/deleting outlives the Delete that wrote it: past the oldest event Lambda still
-# delivers (MaximumEventAgeInSeconds: 1 hour) plus a whole run (15 minutes at most). Parameter
-# Store then deletes it, so a Delete leaves nothing behind for good.
+# How long a deletion marker is read after the Delete that wrote it: past the oldest event Lambda
+# still delivers (MaximumEventAgeInSeconds: 1 hour) plus a whole run (15 minutes at most).
 DELETION_MARKER_LIFETIME = timedelta(hours=2)
 _NOT_RECORDED = ""  # what a group document does not say (the admin secret's ARN)
 NOT_GENERATED = "(certificate to be generated)"
@@ -88,6 +87,9 @@ class ApplianceReport:
     connections: int = 0
     seconds: float = 0.0
     error: LunaHAError | None = None
+    # Why the appliance was left alone (a member only a group document records, which its
+    # manager secret does not name): nothing was sent to it.
+    skipped: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -129,6 +131,34 @@ class GroupRunError(LunaHAError):
 
 
 @dataclass(frozen=True)
+class _Run:
+    """What every appliance thread of one run shares."""
+
+    physical_id: str
+    token: str
+    deadline: Deadline
+    apply: bool
+    secrets: appl.GroupSecrets | None
+    certificates: Mapping[str, str]
+    guard: AdminGuard | None
+    # admin and partition secrets' ARNs and where they may go (checked before they are used)
+    destinations: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One appliance of a run: how to reach it and what this resource wants there."""
+
+    appliance: ApplianceSpec
+    goal: ApplianceGoal
+    # Left alone when its manager secret does not name it: a member known only from a group
+    # document (which anyone who may write the path could have edited), or any appliance of a
+    # Delete (an apply sends nothing to an appliance its secret does not name, so nothing of this
+    # resource is there, and a Delete must not stick on it).
+    skip_unnamed: bool = False
+
+
+@dataclass(frozen=True)
 class Generation:
     """One client certificate generation: its registration name, certificate and key."""
 
@@ -144,6 +174,7 @@ class Engine:
         *,
         secrets: SecretReader,
         store: ParameterStore,
+        coordinator: Coordinator,
         shell_factory: ShellFactory = _default_shell,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Progress | None = None,
@@ -152,21 +183,23 @@ class Engine:
     ) -> None:
         self.secrets = secrets
         self.store = store
+        self.coordinator = coordinator
         self.shell_factory = shell_factory
         self.now = now
         self.progress = progress or (lambda host, message: None)
         self.max_workers = max_workers
         # CloudFormation may send Delete while a Create still runs (in another invocation). With
-        # markers, Delete first writes <path>/deleting = its id; an apply of that id refuses to
-        # start, and one already running undoes its work instead of publishing.
+        # markers, Delete first records that it began (coordination table); an apply of that id
+        # already running then undoes its work instead of publishing.
         self.deletion_markers = deletion_markers
 
     # -- public operations ---------------------------------------------------------------
     def plan(self, spec: GroupSpec, physical_id: str, *, deadline: Deadline | None = None) -> RunReport:
-        """Observe and plan; writes nothing anywhere (no command that mutates, no SSM put)."""
+        """Observe and plan; writes nothing anywhere (no command that mutates, no SSM put, no record)."""
         deadline = deadline or Deadline.never()
         started = time.monotonic()
         token = ownership_token(physical_id)
+        self._check_path(spec, physical_id)
         self._prefetch_secrets(spec, group=False)
         existing = self.store.read(spec.parameter_path)
         generations = self._generations(spec, token, existing, create=False)
@@ -174,8 +207,11 @@ class Engine:
         fingerprints = {
             g.name: luna_fingerprint(g.cert_pem) if g.cert_pem else NOT_GENERATED for g in generations
         }
-        goals = self._goals(spec, token, existing, previous=None, fingerprints=fingerprints, destroying=False)
-        reports = self._run_all(goals, deadline, apply=False, secrets=None, certificates={})
+        targets = self._targets(
+            spec, token, existing, previous=None, fingerprints=fingerprints, destroying=False
+        )
+        run = _Run(physical_id, token, deadline, apply=False, secrets=None, certificates={}, guard=None)
+        reports = self._run_all(targets, run)
         return RunReport("plan", reports, seconds=time.monotonic() - started)
 
     def apply(
@@ -189,15 +225,21 @@ class Engine:
         deadline = deadline or Deadline.never()
         started = time.monotonic()
         token = ownership_token(physical_id)
+        # Before any appliance or parameter is touched: the path is this resource's, and each
+        # secret names every appliance it will be sent to.
+        self.coordinator.claim_path(
+            spec.parameter_path, owner=resource_identity(physical_id), holder=physical_id
+        )
         self._prefetch_secrets(spec, group=True)
         group_secrets = self._group_secrets(spec)
-        begun = self.now().timestamp()
+        self._check_destinations(spec, group=True)
+        begun = self.coordinator.now()
         existing = self.store.read(spec.parameter_path)
         known = dict(existing)
         if previous is not None and previous.parameter_path != spec.parameter_path:
             # Moving the path keeps every client's certificate: take it from the old path.
             old = self.store.read(previous.parameter_path)
-            if owned_by(old, physical_id):
+            if self._owns_path(previous.parameter_path, old, physical_id):
                 known = {**_rebased(old, previous.parameter_path, spec.parameter_path), **existing}
         generations = self._generations(spec, token, known, create=True)
         # Publish new client keys before any appliance registers them: a run that stops half-way
@@ -206,17 +248,20 @@ class Engine:
         new_credentials = tuple(p.name for p in written)
         fingerprints = {g.name: luna_fingerprint(g.cert_pem) for g in generations}
         certificates = {g.name: g.cert_pem for g in generations}
-        goals = self._goals(
+        targets = self._targets(
             spec, token, existing, previous=previous, fingerprints=fingerprints, destroying=False
         )
-        reports = self._run_all(
-            goals,
+        run = _Run(
+            physical_id,
+            token,
             deadline,
             apply=True,
             secrets=group_secrets,
             certificates=certificates,
-            lock_path=spec.parameter_path,
+            guard=self._guard(spec, deadline),
+            destinations=self._destinations(spec),
         )
+        reports = self._run_all(targets, run)
         report = RunReport("apply", reports)
         if not report.ok:
             report.parameters_put = new_credentials
@@ -224,7 +269,7 @@ class Engine:
             raise GroupRunError(report)
         # Every generation is in Parameter Store now (found, written, or adopted from another run).
         existing = {**existing, **_credential_parameters(spec.parameter_path, generations)}
-        if self._deleted_since(spec, physical_id, begun):
+        if self._deleted_since(physical_id, begun):
             self.destroy(spec, physical_id, deadline=deadline)
             raise ResourceDeleted(
                 f"a Delete of {physical_id} arrived while this operation ran; its changes were undone"
@@ -242,10 +287,11 @@ class Engine:
         deleted = list(plan.deletes)
         if previous is not None and previous.parameter_path != spec.parameter_path:
             old = self.store.read(previous.parameter_path)
-            if owned_by(old, physical_id):
+            if self._owns_path(previous.parameter_path, old, physical_id):
                 old_plan = plan_parameters({}, old, rewrite_secure=False, path=previous.parameter_path)
                 self.store.apply(old_plan)
                 deleted += old_plan.deletes
+                self.coordinator.release_path(previous.parameter_path, holder=physical_id)
         report.parameters_put = new_credentials + tuple(p.name for p in plan.puts)
         report.parameters_deleted = tuple(deleted)
         report.data = _data(spec, document, generations)
@@ -253,28 +299,37 @@ class Engine:
         return report
 
     def destroy(self, spec: GroupSpec, physical_id: str, *, deadline: Deadline | None = None) -> RunReport:
-        """Remove this group's registrations (and partitions under the Delete policy) and parameters."""
+        """Remove this group's registrations (and partitions it created, under the Delete policy),
+        its parameters, its records and its claim on the path."""
         deadline = deadline or Deadline.never()
         started = time.monotonic()
         token = ownership_token(physical_id)
-        existing = self.store.read(spec.parameter_path)
         if self.deletion_markers:
-            now = self.now()
-            value = json.dumps({"id": physical_id, "at": now.timestamp()})
-            marker = Parameter(
-                deletion_marker_name(spec.parameter_path), value, expires=now + DELETION_MARKER_LIFETIME
+            self.coordinator.mark_deleting(
+                physical_id, at=self.coordinator.now(), lifetime=DELETION_MARKER_LIFETIME.total_seconds()
             )
-            self.store.apply(ParameterPlan(puts=(marker,)))
-        owns_parameters = owned_by(existing, physical_id)
+        if self.coordinator.never_held(spec.parameter_path, owner=resource_identity(physical_id)):
+            # A Create refused for its path: it never got past its claim and has nothing anywhere.
+            return RunReport("destroy", seconds=time.monotonic() - started)
+        existing = self.store.read(spec.parameter_path)
+        owns_parameters = self._owns_path(spec.parameter_path, existing, physical_id)
         deletes_partitions = spec.partition_deletion_policy == "Delete"
         self._prefetch_secrets(spec, group=deletes_partitions)
         group_secrets = self._group_secrets(spec) if deletes_partitions else None
-        goals = self._goals(
+        targets = self._targets(
             spec, token, existing if owns_parameters else {}, previous=None, fingerprints={}, destroying=True
         )
-        reports = self._run_all(
-            goals, deadline, apply=True, secrets=group_secrets, certificates={}, lock_path=spec.parameter_path
+        run = _Run(
+            physical_id,
+            token,
+            deadline,
+            apply=True,
+            secrets=group_secrets,
+            certificates={},
+            guard=self._guard(spec, deadline),
+            destinations=self._destinations(spec) if deletes_partitions else {},
         )
+        reports = self._run_all(targets, run)
         report = RunReport("destroy", reports)
         if not report.ok:
             report.seconds = time.monotonic() - started
@@ -282,13 +337,10 @@ class Engine:
         # Everything under the path while this resource owns it; otherwise (a replacement took the
         # path over, or a Create failed before publishing its group document) only the client
         # generations that carry this resource's token.
-        # Not the deletion marker: this Delete's own has replaced what the read found, and must
-        # stay until it expires for a Create still running to see it.
         mine = existing if owns_parameters else _token_parameters(existing, spec.parameter_path, token)
-        if self.deletion_markers:
-            mine = {k: v for k, v in mine.items() if k != deletion_marker_name(spec.parameter_path)}
         plan = plan_parameters({}, mine, rewrite_secure=False, path=spec.parameter_path)
         self.store.apply(plan)
+        self.coordinator.release_path(spec.parameter_path, holder=physical_id)
         report.parameters_deleted = tuple(plan.deletes)
         report.seconds = time.monotonic() - started
         return report
@@ -301,8 +353,9 @@ class Engine:
         its registrations on every published member and its parameters. Partitions are kept
         (the admin secret is not recorded, and keeping is the safe side). None when ``path`` holds
         no group document of ``physical_id``: then nothing of this resource was ever published."""
-        document = _document_of(self.store.read(path))
-        if document is None or document.owner != physical_id:
+        existing = self.store.read(path)
+        document = _document_of(existing)
+        if document is None or not self._owns_path(path, existing, physical_id):
             return None
         spec = GroupSpec(
             group_label=document.label,
@@ -315,20 +368,55 @@ class Engine:
         )
         return self.destroy(spec, physical_id, deadline=deadline)
 
-    # -- deletion markers -------------------------------------------------------------------
-    def _deleted_since(self, spec: GroupSpec, physical_id: str, begun: float) -> bool:
+    # -- ownership and coordination -------------------------------------------------------------
+    def _check_path(self, spec: GroupSpec, physical_id: str) -> None:
+        """For ``plan``: fail as ``apply`` would when the path is another resource's (no write)."""
+        claim = self.coordinator.path_claim(spec.parameter_path)
+        if claim is not None and claim.owner != resource_identity(physical_id):
+            raise PathTaken(
+                f"Property ParameterPath: {spec.parameter_path} belongs to another resource "
+                f"({claim.holder}); choose a path of its own"
+            )
+
+    def _owns_path(self, path: str, existing: Mapping[str, Parameter], physical_id: str) -> bool:
+        """Whether the parameters under ``path`` are this resource's: its claim when the path is
+        claimed, else (a group published before claims existed) the group document's owner."""
+        claim = self.coordinator.path_claim(path)
+        if claim is not None:
+            return claim.holder == physical_id and owned_by(existing, physical_id)
+        return owned_by(existing, physical_id)
+
+    def _deleted_since(self, physical_id: str, begun: float) -> bool:
         """A Delete of ``physical_id`` began after this run did (an older marker is a finished
         Delete: a retried Create of the same id may build the resource again)."""
         if not self.deletion_markers:
             return False
-        marker = self.store.get(deletion_marker_name(spec.parameter_path))
-        if marker is None:
-            return False
-        try:
-            recorded = json.loads(marker.value)
-            return bool(recorded["id"] == physical_id and float(recorded["at"]) >= begun)
-        except (ValueError, KeyError, TypeError):
-            return False
+        at = self.coordinator.deleting_since(physical_id)
+        return at is not None and at >= begun
+
+    def _guard(self, spec: GroupSpec, deadline: Deadline) -> AdminGuard:
+        return AdminGuard(
+            self.coordinator,
+            run_id=uuid.uuid4().hex[:12],
+            group=spec.parameter_path,
+            deadline=deadline,
+            wait_seconds=admin_guard.WAIT_SECONDS,
+        )
+
+    def _destinations(self, spec: GroupSpec) -> dict[str, frozenset[str]]:
+        admin = self.secrets.admin_secret(spec.admin_secret_arn)
+        partition = self.secrets.partition_secret(spec.partition_secret_arn)
+        return {spec.admin_secret_arn: admin.appliances, spec.partition_secret_arn: partition.appliances}
+
+    def _check_destinations(self, spec: GroupSpec, *, group: bool) -> None:
+        """Before anything is sent anywhere: every declared appliance is named by its manager
+        secret, and (``group``) by the admin and partition secrets."""
+        destinations = self._destinations(spec) if group else {}
+        for a in spec.appliances:
+            creds = self.secrets.manager_credentials(a.manager_secret_arn)
+            check_destination(a.manager_secret_arn, creds.appliances, a.host, a.fingerprint, "check secrets")
+            for arn, allowed in destinations.items():
+                check_destination(arn, allowed, a.host, a.fingerprint, "check secrets")
 
     # -- preparation -----------------------------------------------------------------------
     def _prefetch_secrets(self, spec: GroupSpec, *, group: bool) -> None:
@@ -409,7 +497,7 @@ class Engine:
             f"the certificate of {g.name} was not published by the run that wrote its key; re-run"
         )
 
-    def _goals(
+    def _targets(
         self,
         spec: GroupSpec,
         token: str,
@@ -418,8 +506,8 @@ class Engine:
         previous: GroupSpec | None,
         fingerprints: Mapping[str, str],
         destroying: bool,
-    ) -> list[tuple[ApplianceSpec, ApplianceGoal]]:
-        goals: list[tuple[ApplianceSpec, ApplianceGoal]] = []
+    ) -> list[_Target]:
+        targets: list[_Target] = []
         seen: set[str] = set()
         delete_partition = spec.partition_deletion_policy == "Delete"
         for a in spec.appliances:
@@ -433,31 +521,29 @@ class Engine:
                 hsm_label=a.hsm_label,
                 registrations=dict(fingerprints) if not destroying else {},
                 delete_partition=delete_partition and destroying,
+                adopt=spec.existing_partition == "Adopt",
             )
-            goals.append((a, goal))
-        leaving: list[ApplianceSpec] = list(previous.appliances) if previous is not None else []
-        leaving += _member_appliances(_document_of(existing))
-        for a in leaving:
+            targets.append(_Target(a, goal, skip_unnamed=destroying))
+        leaving = [(a, destroying) for a in (previous.appliances if previous is not None else ())]
+        leaving += [(a, True) for a in _member_appliances(_document_of(existing))]
+        for a, skip_unnamed in leaving:
             if a.host_identity in seen:
                 continue
             seen.add(a.host_identity)
-            goals.append(
-                (
-                    a,
-                    ApplianceGoal(
-                        host=a.host,
-                        partition=spec.partition_name,
-                        token=token,
-                        present=False,
-                        delete_partition=delete_partition,
-                    ),
-                )
+            goal = ApplianceGoal(
+                host=a.host,
+                partition=spec.partition_name,
+                token=token,
+                present=False,
+                delete_partition=delete_partition,
             )
-        return goals
+            targets.append(_Target(a, goal, skip_unnamed=skip_unnamed))
+        return targets
 
     # -- running ---------------------------------------------------------------------------
     def _target(self, a: ApplianceSpec) -> SshTarget:
         creds = self.secrets.manager_credentials(a.manager_secret_arn)
+        check_destination(a.manager_secret_arn, creds.appliances, a.host, a.fingerprint, "connect")
         return SshTarget(
             label=a.host,
             host=a.host,
@@ -470,49 +556,32 @@ class Engine:
             legacy_algorithms=a.legacy_algorithms,
         )
 
-    def _run_all(
-        self,
-        goals: Sequence[tuple[ApplianceSpec, ApplianceGoal]],
-        deadline: Deadline,
-        *,
-        apply: bool,
-        secrets: appl.GroupSecrets | None,
-        certificates: Mapping[str, str],
-        lock_path: str | None = None,
-    ) -> list[ApplianceReport]:
-        if not goals:
+    def _run_all(self, targets: Sequence[_Target], run: _Run) -> list[ApplianceReport]:
+        if not targets:
             return []
-        workers = max(1, min(self.max_workers, len(goals)))
-        guard = _AdminGuard(self, lock_path)
+        workers = max(1, min(self.max_workers, len(targets)))
         # The threads start together once all exist: a thread already busy with its SSH handshake
         # would otherwise hold up the creation of the next ones (the GIL), and the last appliance
         # of a large group would start tens of milliseconds late.
         start = threading.Event()
 
-        def run(a: ApplianceSpec, goal: ApplianceGoal) -> ApplianceReport:
+        def one(target: _Target) -> ApplianceReport:
             start.wait()
-            return self._run_one(a, goal, deadline, apply, secrets, certificates, guard)
+            try:
+                return self._run_one(target, run)
+            finally:
+                if run.guard is not None:
+                    run.guard.release(target.appliance.host)
 
-        try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="appliance") as pool:
-                try:
-                    futures = [pool.submit(run, a, goal) for a, goal in goals]
-                finally:
-                    start.set()
-                return [f.result() for f in futures]
-        finally:
-            guard.release()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="appliance") as pool:
+            try:
+                futures = [pool.submit(one, t) for t in targets]
+            finally:
+                start.set()
+            return [f.result() for f in futures]
 
-    def _run_one(
-        self,
-        a: ApplianceSpec,
-        goal: ApplianceGoal,
-        deadline: Deadline,
-        apply: bool,
-        secrets: appl.GroupSecrets | None,
-        certificates: Mapping[str, str],
-        guard: _AdminGuard,
-    ) -> ApplianceReport:
+    def _run_one(self, target: _Target, run: _Run) -> ApplianceReport:
+        a, goal = target.appliance, target.goal
         report = ApplianceReport(host=a.host, leaving=not goal.present)
         started = time.monotonic()
         lock = threading.Lock()
@@ -524,40 +593,61 @@ class Engine:
 
         step = "read manager secret"
         try:
-            target = self._target(a)
+            if target.skip_unnamed and not self._may_reach(a):
+                report.skipped = (
+                    f"secret {a.manager_secret_arn} does not name {a.fingerprint}: nothing was sent to it"
+                )
+                self.progress(a.host, f"skipped: {report.skipped}")
+                return report
+            ssh_target = self._target(a)
             self.progress(a.host, "connecting")
             step = "connect"
-            with self.shell_factory(target, deadline, count) as shell:
+            with self.shell_factory(ssh_target, run.deadline, count) as shell:
                 report.connections += 1
                 step = "observe"
                 observed = appl.observe(shell, goal.token)
+                step = "read partition record"
+                goal, record = self._with_claim(goal, observed, run.physical_id)
                 step = "plan"
                 report.planned = plan_appliance(goal, observed)
                 serials = dict(observed.partitions)
-                if apply and report.planned:
-                    if secrets is None and any(s.action in _NEEDS_SECRETS for s in report.planned):
+                if run.apply and record is not None and record.serial is None and goal.partition in serials:
+                    # created by a run that stopped before it recorded the serial: record it now
+                    self._record(record, state="created", serial=serials[goal.partition], host=a.host)
+                if run.apply and report.planned:
+                    if run.secrets is None and any(s.action in _NEEDS_SECRETS for s in report.planned):
                         raise ApplianceError(
                             a.host, step, "the plan needs the admin secret, which was not read"
                         )
+                    if any(s.action in _NEEDS_SECRETS for s in report.planned):
+                        for arn, allowed in run.destinations.items():
+                            check_destination(arn, allowed, a.host, a.fingerprint, step)
                     self.progress(a.host, f"{len(report.planned)} step(s) to run")
                     step = "apply"
+                    hsm_serial = observed.hsm_serial or ""
                     report.done = appl.apply_steps(
                         shell,
                         report.planned,
-                        secrets=secrets or appl.GroupSecrets("", "", ""),
-                        certificates=certificates,
-                        deadline=deadline,
+                        secrets=run.secrets or appl.GroupSecrets("", "", ""),
+                        certificates=run.certificates,
+                        deadline=run.deadline,
                         on_step=lambda done: self.progress(a.host, f"done: {done}"),
-                        before_step=lambda next_step, done: guard.check(a.host, shell, next_step, done),
+                        before_step=lambda next_step, done: self._before_step(
+                            a, shell, next_step, done, run, hsm_serial
+                        ),
+                        record=lambda s: self._record_step(a.host, s, run.physical_id, hsm_serial, serials),
                     )
                     if any(s.action is Action.PARTITION_CREATE for s in report.done):
                         step = "read partition serial"
                         serials = appl.read_partition_serials(shell)
+                        created = PartitionRecord(hsm_serial, goal.partition, run.physical_id, "created")
+                        serial = serials.get(goal.partition)
+                        self._record(created, state="created", serial=serial, host=a.host)
                 report.partition_serial = serials.get(goal.partition)
                 if goal.present:
                     step = "download server.pem"
                     report.server_cert = appl.fetch_server_cert(shell)
-            self.progress(a.host, "converged" if apply else f"{len(report.planned)} step(s) planned")
+            self.progress(a.host, "converged" if run.apply else f"{len(report.planned)} step(s) planned")
         except ApplianceError as exc:
             report.error = exc
         except LunaHAError as exc:  # not tied to an appliance by itself (a secret, a parse): say where
@@ -568,6 +658,72 @@ class Engine:
             self.progress(a.host, f"FAILED: {report.error}")
         report.seconds = time.monotonic() - started
         return report
+
+    def _may_reach(self, a: ApplianceSpec) -> bool:
+        try:
+            creds = self.secrets.manager_credentials(a.manager_secret_arn)
+        except SecretError:
+            return False
+        return a.fingerprint in creds.appliances
+
+    def _with_claim(
+        self, goal: ApplianceGoal, observed: ApplianceState, physical_id: str
+    ) -> tuple[ApplianceGoal, PartitionRecord | None]:
+        """The goal with what the coordination records say of its partition on this HSM."""
+        if observed.hsm_serial is None or observed.zeroized:
+            return goal, None
+        record = self.coordinator.partition_record(observed.hsm_serial, goal.partition)
+        if record is None or not record.belongs_to(physical_id, observed.partitions.get(goal.partition)):
+            return goal, None
+        claim = PartitionClaim.ADOPTED if record.state == "adopted" else PartitionClaim.CREATED
+        return replace(goal, claim=claim), record
+
+    def _before_step(
+        self,
+        a: ApplianceSpec,
+        shell: LunaShell,
+        step: Step,
+        done: Sequence[Step],
+        run: _Run,
+        hsm_serial: str,
+    ) -> None:
+        if run.guard is not None:
+            run.guard.check(a.host, a.fingerprint, shell, step, done)
+        if step.action is Action.PARTITION_CREATE:
+            # Ownership is recorded before the act: a run that dies right after `partition create`
+            # still knows the partition is this resource's.
+            if not hsm_serial:
+                raise ApplianceError(
+                    a.host, str(step), "the HSM serial could not be read, so ownership cannot be recorded"
+                )
+            self._record(
+                PartitionRecord(hsm_serial, step.target, run.physical_id, "creating"),
+                state="creating",
+                serial=None,
+                host=a.host,
+            )
+
+    def _record_step(
+        self, host: str, step: Step, physical_id: str, hsm_serial: str, serials: Mapping[str, str]
+    ) -> None:
+        if step.action in (Action.ADOPT_PARTITION, Action.RETAIN_PARTITION):
+            state = "adopted" if step.action is Action.ADOPT_PARTITION else "retained"
+            record = PartitionRecord(hsm_serial, step.target, physical_id, "adopted")
+            self._record(record, state=state, serial=serials.get(step.target), host=host)
+        elif step.action is Action.FORGET_PARTITION and hsm_serial:
+            self.coordinator.forget_partition(hsm_serial, step.target, owner=physical_id)
+
+    def _record(self, record: PartitionRecord, *, state: str, serial: str | None, host: str) -> None:
+        updated = replace(record, state=state, serial=serial)  # type: ignore[arg-type]
+        if not updated.hsm_serial:
+            raise ApplianceError(host, f"record partition {record.name}", "the HSM serial is unknown")
+        if not self.coordinator.record_partition(updated):
+            raise ApplianceError(
+                host,
+                f"record partition {record.name}",
+                "another resource has recorded this partition as its own (it created or adopted it; "
+                "a partition serves one resource); nothing was changed",
+            )
 
     # -- results ---------------------------------------------------------------------------
     def _document(
@@ -621,88 +777,6 @@ def _document_of(existing: Mapping[str, Parameter]) -> GroupDocument | None:
             except (ValueError, KeyError, TypeError):
                 return None
     return None
-
-
-class _AdminGuard:
-    """Right before ``hsm login`` or ``hsm init`` on an appliance: hold the group's HSM Admin lock
-    in SSM, so that duplicated runs of one resource never log in at once, and read ``hsm show``
-    again in that appliance's session, so the zeroization guard decides on the state of now, not
-    of the observation.
-
-    One lock serves a whole run: the first appliance that needs it takes it (two SSM calls per
-    run, not per appliance) and the run lets it go when every appliance has finished.
-    """
-
-    STALE_SECONDS = 960.0  # longer than any Lambda run: a lock this old was left by a crash
-
-    def __init__(self, engine: Engine, lock_path: str | None) -> None:
-        self.engine = engine
-        self.name = admin_lock_name(lock_path) if lock_path else None
-        self.held = False
-        self.refused = False
-        self._mutex = threading.Lock()
-
-    def check(self, host: str, shell: LunaShell, step: Step, done: Sequence[Step]) -> None:
-        if step.action not in (Action.HSM_LOGIN, Action.HSM_INIT):
-            return
-        initialized_here = any(s.action is Action.HSM_INIT for s in done)
-        self.acquire(host, str(step))
-        hsm = appl.read_hsm(shell, f"{step}: check hsm show")
-        if step.action is Action.HSM_INIT and not hsm.zeroized:
-            raise ApplianceError(
-                host,
-                str(step),
-                "the HSM is no longer zeroized (another run initialized it?); hsm init was not sent",
-            )
-        if step.action is Action.HSM_LOGIN and not initialized_here:
-            check_login_allowed(host, _attempts_only(hsm.attempts_left))
-
-    def acquire(self, host: str, step: str) -> None:
-        with self._mutex:
-            if self.held or self.name is None:
-                return
-            if self.refused or not self._take(self.name):
-                self.refused = True
-                raise ApplianceError(
-                    host,
-                    step,
-                    "another run of this group is working as HSM Admin; "
-                    "nothing was sent; re-run when it has finished",
-                )
-            self.held = True
-
-    def _take(self, name: str) -> bool:
-        store = self.engine.store
-        moment = self.engine.now()
-        now = moment.timestamp()
-        value = json.dumps({"at": now})
-        lock = Parameter(name, value, expires=moment + timedelta(seconds=2 * self.STALE_SECONDS))
-        if store.create(lock):
-            return True
-        current = store.get(name)
-        try:
-            age = now - float(json.loads(current.value)["at"]) if current else self.STALE_SECONDS
-        except (ValueError, KeyError, TypeError):
-            age = self.STALE_SECONDS
-        if age < self.STALE_SECONDS:
-            return False
-        store.apply(ParameterPlan(puts=(lock,)))
-        return True
-
-    def release(self) -> None:
-        """Let the lock go. A failure to delete it does not fail the run whose work is done: the
-        lock expires by itself, and a later run takes it over once it is stale."""
-        with self._mutex:
-            if self.held and self.name is not None:
-                self.held = False
-                try:
-                    self.engine.store.apply(ParameterPlan(deletes=(self.name,)))
-                except StoreError as exc:
-                    log.warning("the HSM Admin lock stays until it expires: %s", exc)
-
-
-def _attempts_only(attempts_left: int | None) -> ApplianceState:
-    return ApplianceState(hsm_serial=None, hsm_label=None, zeroized=False, attempts_left=attempts_left)
 
 
 def _rebased(parameters: Mapping[str, Parameter], old_path: str, new_path: str) -> dict[str, Parameter]:

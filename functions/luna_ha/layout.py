@@ -34,8 +34,6 @@ from typing import Any, Protocol, TypeVar
 
 GROUP = "group"
 CURRENT = "current"
-DELETING = "deleting"
-LOCKS = "locks"
 
 _T = TypeVar("_T")
 _SEGMENT = re.compile(r"[A-Za-z0-9_.-]+")
@@ -255,17 +253,6 @@ def host_from_segment(segment: str) -> str:
     return raw.decode("utf-8")
 
 
-def admin_lock_name(path: str) -> str:
-    """``<path>/locks/hsm-admin``: held by the one run of this group that may log in as HSM Admin
-    (or initialize an HSM) on its appliances."""
-    return f"{check_path(path)}/{LOCKS}/hsm-admin"
-
-
-def deletion_marker_name(path: str) -> str:
-    """``<path>/deleting``: the physical id whose Delete has begun (see ``Engine.deletion_markers``)."""
-    return f"{check_path(path)}/{DELETING}"
-
-
 def group_name(path: str) -> str:
     return f"{check_path(path)}/{GROUP}"
 
@@ -459,12 +446,6 @@ def plan_parameters(
 
     puts.sort(key=put_order)
 
-    deletes = [
-        name
-        for name in existing
-        if name not in desired
-        and (path is None or _below(name, path))
-        and not (path is not None and desired and _below(name, f"{path}/{LOCKS}"))  # held by a running run
-    ]
+    deletes = [name for name in existing if name not in desired and (path is None or _below(name, path))]
     deletes.sort(key=lambda name: (_put_rank(name), name))
     return ParameterPlan(puts=tuple(puts), deletes=tuple(deletes))

@@ -41,3 +41,13 @@ def parse_registration(name: str, token: str) -> RegistrationName | None:
     if match is None or match.group("token") != token:
         return None
     return RegistrationName(match.group("client"), token, int(match.group("generation")))
+
+
+def resource_identity(physical_id: str) -> str:
+    """The resource behind a physical id, the same for every replacement of it: a
+    ``luna-ha/<stack>/<logical id>/<PartitionName>/<stack hash>`` id without its PartitionName
+    (which is what a replacement changes); any other id stands for itself."""
+    parts = physical_id.split("/")
+    if len(parts) == 5 and parts[0] == "luna-ha":
+        return "/".join([*parts[:3], parts[4]])
+    return physical_id

@@ -29,9 +29,24 @@ class Action(StrEnum):
     CLIENT_REVOKE = "client revokePartition"
     CLIENT_DELETE = "client delete"
     PARTITION_DELETE = "partition delete"
+    # Records in the coordination table, not lunash commands: shown in plans, run by the engine.
+    ADOPT_PARTITION = "adopt partition"
+    RETAIN_PARTITION = "retain partition"
+    FORGET_PARTITION = "forget partition"
 
 
-MUTATING = frozenset(Action) - {Action.HSM_LOGIN}
+RECORDS = frozenset({Action.ADOPT_PARTITION, Action.RETAIN_PARTITION, Action.FORGET_PARTITION})
+
+
+class PartitionClaim(StrEnum):
+    """What this resource's records say of the goal's partition on one appliance."""
+
+    NONE = "none"  # no record of this resource's: somebody else's, or nobody's
+    CREATED = "created"  # this resource created it (or began to: a record is written first)
+    ADOPTED = "adopted"  # it existed; this resource uses it and never deletes it
+
+
+MUTATING = frozenset(Action) - {Action.HSM_LOGIN} - RECORDS
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,9 @@ class ApplianceGoal:
     ``present=False`` means the appliance is leaving the group (or the group is being destroyed):
     remove this resource's registrations, and the partition only when ``delete_partition``.
     ``registrations`` maps each wanted registration name to its certificate's Luna fingerprint.
+    ``claim`` is what the coordination records say of the partition; ``adopt`` lets a present goal
+    use a partition that exists without a record of this resource (``ExistingPartition: Adopt``).
+    A partition is deleted only when this resource created it.
     """
 
     host: str
@@ -85,6 +103,8 @@ class ApplianceGoal:
     hsm_label: str | None = None
     registrations: Mapping[str, str] = field(default_factory=dict)
     delete_partition: bool = False
+    claim: PartitionClaim = PartitionClaim.NONE
+    adopt: bool = False
 
 
 def owned_registrations(observed: ApplianceState, token: str) -> dict[str, RegistrationName]:
@@ -144,6 +164,17 @@ def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step,
         if not has_partition:
             steps.append(Step(Action.HSM_LOGIN))
             steps.append(Step(Action.PARTITION_CREATE, partition))
+        elif goal.claim is PartitionClaim.NONE:
+            if not goal.adopt:
+                raise ApplianceError(
+                    goal.host,
+                    "partition create",
+                    f"a partition named {partition} (serial {observed.partitions[partition]}) already "
+                    "exists and was not created by this resource; nothing was changed. To use it, set "
+                    "ExistingPartition: Adopt (it is then never deleted by this resource); otherwise "
+                    "choose another PartitionName",
+                )
+            steps.append(Step(Action.ADOPT_PARTITION, partition))
         for name, fingerprint in sorted(goal.registrations.items()):
             current = None if initialized_now else observed.registrations.get(name)
             if current is not None and current.fingerprint is not None and current.fingerprint != fingerprint:
@@ -163,14 +194,23 @@ def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step,
         detail = observed.registrations.get(name, Registration(name=name, hostname=name))
         steps += _remove_registration(detail)
 
-    if (
+    deleting = (
         not goal.present
         and goal.delete_partition
+        and goal.claim is PartitionClaim.CREATED
         and partition in observed.partitions
         and not observed.zeroized
-    ):
+    )
+    if deleting:
         steps.append(Step(Action.HSM_LOGIN))
         steps.append(Step(Action.PARTITION_DELETE, partition))
+    # The record of a partition this resource created and keeps lives as long as the partition,
+    # marked retained: a retried Create after a rollback (the same id) or the appliance coming back
+    # uses it again, and another resource may adopt it. An adoption ends with the resource's use.
+    if not goal.present and (deleting or goal.claim is PartitionClaim.ADOPTED):
+        steps.append(Step(Action.FORGET_PARTITION, partition))
+    elif not goal.present and goal.claim is PartitionClaim.CREATED and partition in observed.partitions:
+        steps.append(Step(Action.RETAIN_PARTITION, partition))
 
     if any(step.action is Action.HSM_LOGIN for step in steps) and not initialized_now:
         check_login_allowed(goal.host, observed)

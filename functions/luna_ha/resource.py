@@ -21,7 +21,7 @@ from luna_ha.clock import Deadline
 from luna_ha.engine import Engine, GroupRunError, RunReport
 from luna_ha.errors import LunaHAError, SpecError, StoreError
 from luna_ha.layout import check_path
-from luna_ha.spec import GroupSpec, default_parameter_path, parse_properties
+from luna_ha.spec import DEFAULT_PARAMETER_ROOT, GroupSpec, default_parameter_path, parse_properties
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,28 @@ def short_reason(exc: BaseException) -> str:
 class GroupResource:
     """Create / Update / Delete of one ``Custom::LunaHAGroup`` event."""
 
-    def __init__(self, engine_factory: EngineFactory, *, margin_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        engine_factory: EngineFactory,
+        *,
+        margin_seconds: float = 30.0,
+        parameter_prefix: str = DEFAULT_PARAMETER_ROOT,
+    ) -> None:
         self.engine_factory = engine_factory
         self.margin_seconds = margin_seconds
+        self.parameter_prefix = parameter_prefix.rstrip("/") or DEFAULT_PARAMETER_ROOT
+
+    def _parse(self, properties: object) -> GroupSpec:
+        """The properties, with a ParameterPath strictly below the provider's prefix (the prefix
+        itself would make every group's parameters this one's)."""
+        spec = parse_properties(properties if isinstance(properties, Mapping) else {})
+        if not spec.parameter_path.startswith(self.parameter_prefix + "/"):
+            raise SpecError(
+                "ParameterPath",
+                f"must be below the provider's prefix {self.parameter_prefix} "
+                f"(e.g. {self.parameter_prefix}/{spec.partition_name}); got {spec.parameter_path}",
+            )
+        return spec
 
     def deadline(self, remaining_seconds: float) -> Deadline:
         """Answer well before the function's own timeout: keep a margin for the response itself."""
@@ -84,12 +103,12 @@ class GroupResource:
 
     def create(self, event: Mapping[str, Any], remaining_seconds: float) -> Outcome:
         physical_id = physical_id_for(event)
-        spec = parse_properties(event.get("ResourceProperties") or {})
+        spec = self._parse(event.get("ResourceProperties") or {})
         report = self.engine_factory(spec).apply(spec, physical_id, deadline=self.deadline(remaining_seconds))
         return Outcome(physical_id, report.data, report)
 
     def update(self, event: Mapping[str, Any], remaining_seconds: float) -> Outcome:
-        spec = parse_properties(event.get("ResourceProperties") or {})
+        spec = self._parse(event.get("ResourceProperties") or {})
         previous = _lenient(event.get("OldResourceProperties"))
         physical_id = str(event.get("PhysicalResourceId") or physical_id_for(event))
         if previous is not None and previous.partition_name != spec.partition_name:

@@ -6,6 +6,10 @@ ask for it at the same moment (a per-instance memo, one fetch in flight per ARN;
 :class:`SecretReader` per run and drop it at the end). A failure is remembered as well: sixteen
 appliances sharing one unreadable manager secret make one call and report the same error.
 
+Each secret names the appliances it may be sent to: ``"appliances"``, a list of the SHA256 host key
+fingerprints (``ssh-keygen -lf``) pinned for them. The engine sends nothing to an appliance its
+secret does not name (:func:`check_destination`); ASG members ignore the list.
+
 No secret value ever reaches a repr, a str or an exception message: the dataclasses hide their
 secret fields, and :class:`~luna_ha.errors.SecretError` names only the ARN, the key and the problem.
 """
@@ -13,6 +17,7 @@ secret fields, and :class:`~luna_ha.errors.SecretError` names only the ARN, the 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,10 +27,14 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 from botocore.exceptions import BotoCoreError, ClientError
 
-from luna_ha.errors import SecretError
+from luna_ha.errors import ApplianceError, SecretError
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
+
+
+APPLIANCES_KEY = "appliances"
+_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class ManagerCredentials:
     password: str | None = field(default=None, repr=False)
     private_key: str | None = field(default=None, repr=False)
     passphrase: str | None = field(default=None, repr=False)
+    appliances: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class AdminSecret:
 
     password: str = field(repr=False)
     domain: str = field(repr=False)
+    appliances: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,23 @@ class PartitionSecret:
     """The partition password (the one secret ASG members may read)."""
 
     password: str = field(repr=False)
+    appliances: frozenset[str] = frozenset()
+
+
+def check_destination(arn: str, appliances: frozenset[str], host: str, fingerprint: str, step: str) -> None:
+    """Raise unless secret ``arn`` names the appliance whose pinned host key has ``fingerprint``."""
+    if fingerprint in appliances:
+        return
+    if not appliances:
+        problem = f"key '{APPLIANCES_KEY}' is missing or empty"
+    else:
+        problem = f"its '{APPLIANCES_KEY}' list does not name {fingerprint}"
+    raise ApplianceError(
+        host,
+        step,
+        f"Secret {arn} may not be sent here: {problem}; add this appliance's host key fingerprint to "
+        f"the secret's '{APPLIANCES_KEY}' list if it is meant to; nothing was sent",
+    )
 
 
 class SecretReader:
@@ -84,17 +112,26 @@ class SecretReader:
         if passphrase is not None and private_key is None:
             raise SecretError(f"Secret {arn}: key 'passphrase' given without 'private_key'")
         return ManagerCredentials(
-            username=username, password=password, private_key=private_key, passphrase=passphrase
+            username=username,
+            password=password,
+            private_key=private_key,
+            passphrase=passphrase,
+            appliances=_appliances(data, arn),
         )
 
     def admin_secret(self, arn: str) -> AdminSecret:
         """``{"password", "domain"}``."""
         data = self._read(arn)
-        return AdminSecret(password=_required(data, arn, "password"), domain=_required(data, arn, "domain"))
+        return AdminSecret(
+            password=_required(data, arn, "password"),
+            domain=_required(data, arn, "domain"),
+            appliances=_appliances(data, arn),
+        )
 
     def partition_secret(self, arn: str) -> PartitionSecret:
         """``{"password"}``."""
-        return PartitionSecret(password=_required(self._read(arn), arn, "password"))
+        data = self._read(arn)
+        return PartitionSecret(password=_required(data, arn, "password"), appliances=_appliances(data, arn))
 
     def prefetch(self, arns: Iterable[str]) -> None:
         """Read the secrets a run will need in one BatchGetSecretValue call per 20, before its
@@ -196,3 +233,19 @@ def _required(data: dict[str, Any], arn: str, key: str) -> str:
         problem = "is empty" if key in data and data[key] is not None else "is missing"
         raise SecretError(f"Secret {arn}: key '{key}' {problem}")
     return value
+
+
+def _appliances(data: dict[str, Any], arn: str) -> frozenset[str]:
+    """The fingerprints under ``appliances`` (absent: none)."""
+    value = data.get(APPLIANCES_KEY)
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list):
+        raise SecretError(f"Secret {arn}: key '{APPLIANCES_KEY}' must be a list, not {_json_type(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or _FINGERPRINT.fullmatch(item) is None:
+            raise SecretError(
+                f"Secret {arn}: key '{APPLIANCES_KEY}[{index}]' must be a host key fingerprint "
+                "'SHA256:' + 43 base64 characters (ssh-keygen -lf)"
+            )
+    return frozenset(value)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import hashlib
 import ipaddress
 import json
 import re
@@ -37,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from luna_ha.errors import SpecError
 
 DeletionPolicy = Literal["Retain", "Delete"]
+ExistingPartitionPolicy = Literal["Fail", "Adopt"]
 
 DEFAULT_PORT: Final = 22
 DEFAULT_PARAMETER_ROOT: Final = "/luna-ha"
@@ -103,6 +105,14 @@ class ApplianceSpec:
         """The host as compared for uniqueness: IP addresses normalised, DNS names lower-cased."""
         return _host_identity(self.host)
 
+    @property
+    def fingerprint(self) -> str:
+        """The SHA256 fingerprint of the pinned host key (``ssh-keygen -lf`` form): the appliance's
+        identity for secrets and coordination, whichever form of the pin was given."""
+        if self.host_key_fingerprint is not None:
+            return self.host_key_fingerprint
+        return host_key_fingerprint(self.host_key or "")
+
     def to_properties(self) -> dict[str, object]:
         props: dict[str, object] = {"Host": self.host, "Port": self.port}
         if self.host_key is not None:
@@ -145,6 +155,7 @@ class GroupSpec:
     parameter_path: str = ""
     kms_key_id: str | None = None
     partition_deletion_policy: DeletionPolicy = "Retain"
+    existing_partition: ExistingPartitionPolicy = "Fail"
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -172,7 +183,14 @@ class GroupSpec:
         if self.kms_key_id is not None:
             props["KmsKeyId"] = self.kms_key_id
         props["PartitionDeletionPolicy"] = self.partition_deletion_policy
+        props["ExistingPartition"] = self.existing_partition
         return props
+
+
+def host_key_fingerprint(key_line: str) -> str:
+    """``ssh-keygen -lf``'s SHA256 fingerprint of an OpenSSH public key line."""
+    blob = base64.b64decode(key_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 def default_parameter_path(partition_name: str) -> str:
@@ -206,6 +224,7 @@ _GROUP_KEYS: Final = (
     "ParameterPath",
     "KmsKeyId",
     "PartitionDeletionPolicy",
+    "ExistingPartition",
 )
 _APPLIANCE_KEYS: Final = (
     "Host",
@@ -252,6 +271,15 @@ def parse_properties(props: Mapping[str, object]) -> GroupSpec:
         elif text != "Retain":
             raise SpecError("PartitionDeletionPolicy", f"expected Retain or Delete, got {_show(text)}")
 
+    existing_value = _optional(props, "ExistingPartition")
+    existing: ExistingPartitionPolicy = "Fail"
+    if existing_value is not None:
+        text = _string("ExistingPartition", existing_value)
+        if text == "Adopt":
+            existing = "Adopt"
+        elif text != "Fail":
+            raise SpecError("ExistingPartition", f"expected Fail or Adopt, got {_show(text)}")
+
     warnings: list[str] = []
     if len(appliances) == 1:
         warnings.append(
@@ -268,6 +296,7 @@ def parse_properties(props: Mapping[str, object]) -> GroupSpec:
         parameter_path=parameter_path,
         kms_key_id=kms_key_id,
         partition_deletion_policy=policy,
+        existing_partition=existing,
         warnings=tuple(warnings),
     )
 

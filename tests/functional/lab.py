@@ -14,9 +14,10 @@ from typing import Any
 
 import boto3
 
+from luna_ha.coordination import Coordinator, create_table
 from luna_ha.engine import Engine
 from luna_ha.secrets import SecretReader
-from luna_ha.sim.localaws import LabSecrets, local_aws, seed_secrets
+from luna_ha.sim.localaws import TABLE, LabSecrets, local_aws, seed_secrets
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
 from luna_ha.spec import GroupSpec, parse_properties
 from luna_ha.store import ParameterStore
@@ -86,8 +87,12 @@ class Lab:
             store=ParameterStore(
                 boto3.client("ssm", region_name=REGION), kms_key_id=spec.kms_key_id if spec else None
             ),
+            coordinator=self.coordinator(),
             progress=lambda host, message: self.progress.append(f"[{host}] {message}"),
         )
+
+    def coordinator(self) -> Coordinator:
+        return Coordinator(boto3.client("dynamodb", region_name=REGION), TABLE)
 
     def parameters(self, path: str = "/luna-ha/payments") -> dict[str, str]:
         return parameters(path)
@@ -117,6 +122,7 @@ def running_lab(n: int = 3, **options: Any) -> Iterator[Lab]:
     try:
         lab_secrets = LabSecrets(admin_password, domain, partition_password)
         seed_secrets(appliances, lab_secrets, boto3.client("secretsmanager", region_name=REGION))
+        create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
         yield Lab(appliances, admin_password, domain, partition_password)
     finally:
         stop_appliances(appliances)

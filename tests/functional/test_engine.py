@@ -183,10 +183,12 @@ def test_destroy_deletes_partitions_under_delete_policy(lab: Lab) -> None:
 
 def test_destroy_leaves_registrations_of_others_alone(lab: Lab) -> None:
     engine = lab.engine()
-    engine.apply(lab.spec(), ID)
-    other = "arn:other|Group|payments"
-    engine.apply(lab.spec(), other)  # a replacement that took the path over
-    engine.destroy(lab.spec(), ID)
+    first = "luna-ha/demo/Group/payments/0badcafe"
+    engine.apply(lab.spec(), first)
+    # a replacement of the same logical resource (a new PartitionName) takes the path over
+    other = "luna-ha/demo/Group/payments2/0badcafe"
+    engine.apply(lab.spec(PartitionName="payments2", ParameterPath=PATH), other)
+    engine.destroy(lab.spec(), first)
 
     other_web = f"web-{ownership_token(other)}-r0"
     assert set(clients_on(lab, 0)) == {other_web}

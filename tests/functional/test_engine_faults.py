@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -20,6 +19,7 @@ from luna_ha.clock import Deadline
 from luna_ha.engine import GroupRunError, ResourceDeleted
 from luna_ha.errors import LunaHAError
 from luna_ha.ownership import ownership_token
+from luna_ha.sim.localaws import TABLE, fingerprints
 from luna_ha.sim.server import wait_for
 from luna_ha.spec import parse_properties
 from tests.functional.lab import Lab, running_lab
@@ -81,6 +81,13 @@ def test_rsa_pinned_appliance_with_several_host_keys_presents_the_pinned_one(aws
         assert lab.engine().apply(spec, ID).ok
 
 
+def deleting_record(lab: Lab, physical_id: str = ID) -> dict[str, Any] | None:
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=TABLE, Key={"pk": {"S": f"deleting#{physical_id}"}}
+    )
+    return item.get("Item")
+
+
 def test_delete_arriving_while_create_runs_leaves_nothing_behind(lab: Lab) -> None:
     spec = lab.spec()
     hang = lab.appliances[1].faults.hang("client register")
@@ -93,7 +100,7 @@ def test_delete_arriving_while_create_runs_leaves_nothing_behind(lab: Lab) -> No
         deleting.deletion_markers = True
         delete = pool.submit(deleting.destroy, spec, ID)
         # the Delete marks the resource first; then let the Create's hanging command finish
-        assert wait_for(lambda: f"{PATH}/deleting" in lab.parameters(), 10)
+        assert wait_for(lambda: deleting_record(lab) is not None, 10)
         hang.release()
         with pytest.raises(ResourceDeleted):
             create.result(timeout=60)
@@ -102,41 +109,32 @@ def test_delete_arriving_while_create_runs_leaves_nothing_behind(lab: Lab) -> No
 
     for appliance in lab.appliances:
         assert appliance.state.clients == {}
-    assert set(lab.parameters()) == {f"{PATH}/deleting"}
+    assert lab.parameters() == {}  # nothing under the path: the marker lives in the coordination table
     # a later Create of the same id (CloudFormation retrying after a rollback) builds it again
     assert creating.apply(spec, ID).ok
-    assert f"{PATH}/deleting" not in lab.parameters()
 
 
-def marker_expiry() -> datetime:
-    """When Parameter Store will delete ``<path>/deleting`` by itself (its Expiration policy)."""
-    ssm = boto3.client("ssm", region_name="us-east-1")
-    (described,) = ssm.describe_parameters(
-        ParameterFilters=[{"Key": "Name", "Values": [f"{PATH}/deleting"]}]
-    )["Parameters"]
-    assert described["Tier"] == "Advanced"
-    (policy,) = described["Policies"]
-    raw = policy["PolicyText"]
-    text = json.loads(raw) if raw.startswith('{"') else ast.literal_eval(raw)  # moto answers a Python repr
-    assert text["Type"] == "Expiration"
-    return datetime.fromisoformat(text["Attributes"]["Timestamp"])
-
-
-def test_the_deletion_marker_deletes_itself_two_hours_after_the_delete(lab: Lab) -> None:
+def test_the_deletion_marker_is_read_for_two_hours_after_the_delete_and_then_ignored(lab: Lab) -> None:
     spec = lab.spec()
     engine = lab.engine()
     engine.deletion_markers = True
     assert engine.apply(spec, ID).ok
-    before = datetime.now(UTC).replace(microsecond=0)  # the policy has whole seconds
+    before = time.time()
 
     engine.destroy(spec, ID)
 
-    assert set(lab.parameters()) == {f"{PATH}/deleting"}
-    expires = marker_expiry()
-    assert before + timedelta(hours=2) <= expires <= datetime.now(UTC) + timedelta(hours=2)
+    assert lab.parameters() == {}
+    record = deleting_record(lab)
+    assert record is not None
+    expires, ttl = float(record["expires"]["N"]), float(record["ttl"]["N"])
+    assert before + 2 * 3600 - 0.001 <= expires <= time.time() + 2 * 3600
+    assert ttl > expires  # DynamoDB's TTL only collects it afterwards
+    later = lab.coordinator()
+    later.now = lambda: expires + 1
+    assert later.deleting_since(ID) is None
 
 
-def test_a_delete_retried_after_a_failure_keeps_its_own_marker(lab: Lab) -> None:
+def test_a_delete_retried_after_a_failure_marks_again(lab: Lab) -> None:
     spec = lab.spec()
     engine = lab.engine()
     engine.deletion_markers = True
@@ -144,12 +142,15 @@ def test_a_delete_retried_after_a_failure_keeps_its_own_marker(lab: Lab) -> None
     lab.appliances[1].faults.fail("client delete", times=1)
     with pytest.raises(GroupRunError):
         engine.destroy(spec, ID)  # marked, then failed: the group's parameters are still there
-    first = lab.parameters()[f"{PATH}/deleting"]
+    first = deleting_record(lab)
+    assert first is not None and lab.parameters()
+    time.sleep(0.01)
 
     engine.destroy(spec, ID)
 
-    assert set(lab.parameters()) == {f"{PATH}/deleting"}
-    assert lab.parameters()[f"{PATH}/deleting"] != first  # the retry's own marker, not gone
+    assert lab.parameters() == {}
+    again = deleting_record(lab)
+    assert again is not None and float(again["at"]["N"]) > float(first["at"]["N"])
 
 
 def test_duplicate_events_running_at_once_agree_on_one_certificate(lab: Lab) -> None:
@@ -189,7 +190,12 @@ def test_manager_secret_with_a_private_key_and_passphrase(lab: Lab) -> None:
     for appliance in lab.appliances[:2]:
         private, public = _openssh_key_pair(b"pass-phrase-1")
         appliance.authorized_key = public
-        secret = {"username": appliance.username, "private_key": private, "passphrase": "pass-phrase-1"}
+        secret = {
+            "username": appliance.username,
+            "private_key": private,
+            "passphrase": "pass-phrase-1",
+            "appliances": fingerprints([appliance]),
+        }
         sm.put_secret_value(SecretId=f"luna/manager/{appliance.hostname}", SecretString=json.dumps(secret))
     assert lab.engine().apply(lab.spec(), ID).ok
 
@@ -198,7 +204,12 @@ def test_a_private_key_that_cannot_be_loaded_is_named_as_such(lab: Lab) -> None:
     sm = boto3.client("secretsmanager", region_name="us-east-1")
     private, public = _openssh_key_pair(b"right")
     lab.appliances[0].authorized_key = public
-    secret = {"username": "manager", "private_key": private, "passphrase": "wrong"}
+    secret = {
+        "username": "manager",
+        "private_key": private,
+        "passphrase": "wrong",
+        "appliances": fingerprints(lab.appliances[:1]),
+    }
     sm.put_secret_value(
         SecretId=f"luna/manager/{lab.appliances[0].hostname}", SecretString=json.dumps(secret)
     )

@@ -56,13 +56,14 @@ from luna_ha import appliance as appliance_module
 from luna_ha import compose
 from luna_ha.certs import luna_fingerprint
 from luna_ha.clock import Deadline
+from luna_ha.coordination import create_table
 from luna_ha.engine import Engine, GroupRunError, RunReport
 from luna_ha.ownership import ownership_token, parse_registration
 from luna_ha.resource import MAX_REASON, physical_id_for, short_reason
 from luna_ha.sim.cloudformation import LocalCloudFormation, Response
 from luna_ha.sim.faults import Faults, Hang
 from luna_ha.sim.journal import Journal
-from luna_ha.sim.localaws import LabSecrets, group_properties, local_aws, seed_secrets
+from luna_ha.sim.localaws import TABLE, LabSecrets, group_properties, local_aws, seed_secrets
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
 from luna_ha.sim.state import ApplianceState, RegisteredClient
 from luna_ha.spec import GroupSpec, parse_properties
@@ -532,35 +533,30 @@ class Bench:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.pristine = [clone(a.state) for a in lab.appliances]
-        self.baselines: dict[str, tuple[list[ApplianceState], list[dict[str, str]]]] = {}
+        self.baselines: dict[
+            str, tuple[list[ApplianceState], list[dict[str, str]], list[dict[str, Any]]]
+        ] = {}
 
     def reset(self, states: list[ApplianceState]) -> None:
         for a, state in zip(self.lab.appliances, states, strict=True):
             a.state, a.journal, a.faults = clone(state), Journal(), Faults()
             a.connections = a.refused = 0
         self.lab.progress.clear()
-        sm = boto3.client("secretsmanager", region_name=REGION)
-        sm.create_secret(
-            Name="luna/admin",
-            SecretString=json.dumps({"password": self.lab.admin_password, "domain": self.lab.domain}),
-        )
-        sm.create_secret(
-            Name="luna/partition", SecretString=json.dumps({"password": self.lab.partition_password})
-        )
-        for a in self.lab.appliances:
-            sm.create_secret(
-                Name=f"luna/manager/{a.hostname}",
-                SecretString=json.dumps({"username": a.username, "password": a.password}),
-            )
+        lab_secrets = LabSecrets(self.lab.admin_password, self.lab.domain, self.lab.partition_password)
+        seed_secrets(self.lab.appliances, lab_secrets, boto3.client("secretsmanager", region_name=REGION))
+        create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
 
     def prepare(self, op: Operation) -> GroupSpec:
         """The appliances and parameters as ``op`` starts from (moto must be active)."""
         if op.name in self.baselines:
-            states, params = self.baselines[op.name]
+            states, params, records = self.baselines[op.name]
             self.reset(states)
             ssm = boto3.client("ssm", region_name=REGION)
             for request in params:
                 ssm.put_parameter(**request)
+            dynamodb = boto3.client("dynamodb", region_name=REGION)
+            for item in records:
+                dynamodb.put_item(TableName=TABLE, Item=item)
         else:
             self.reset(self.pristine)
             prepare_engine_case(self.lab, op)
@@ -572,7 +568,8 @@ class Bench:
                 )
                 for p in page["Parameters"]
             ]
-            self.baselines[op.name] = ([clone(a.state) for a in self.lab.appliances], params)
+            records = list(self.lab.coordinator().records())
+            self.baselines[op.name] = ([clone(a.state) for a in self.lab.appliances], params, records)
             # the baseline's own commands are no part of the case
             for a in self.lab.appliances:
                 a.journal = Journal()

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from luna_ha.sim.cloudformation import LocalCloudFormation, LocalStack
-from luna_ha.sim.localaws import LabSecrets, group_properties
+from luna_ha.sim.localaws import TABLE, LabSecrets, group_properties
 from luna_ha.sim.server import SimulatedAppliance
 from tests.functional.lab import parameters, served_lab
 
@@ -139,8 +139,8 @@ def test_partition_name_change_replaces_and_cleanup_removes_the_old_registration
         partitions = world.appliances[i].state.partitions
         assert {"payments", "orders"} <= set(partitions)  # Retain keeps the old partition
         assert len(world.clients_on(i)) == 1  # only the new resource's registration
-    assert set(world.parameters()) == {"/luna-ha/payments/deleting"}  # the old path belonged to the old id
-    assert old_id in world.parameters()["/luna-ha/payments/deleting"]
+    assert world.parameters() == {}  # the old path belonged to the old id
+    assert _deleting(old_id) is not None  # its Delete's marker is in the coordination table
     assert "/luna-ha/orders/group" in world.parameters("/luna-ha/orders")
 
 
@@ -166,7 +166,7 @@ def test_failed_create_is_cleaned_up_by_its_rollback_delete(world: World) -> Non
     assert create.response.physical_resource_id.startswith("luna-ha/")
     assert rollback.response is not None and rollback.response.status == "SUCCESS"
     assert world.clients_on(0) == set() and world.clients_on(1) == set()
-    assert set(world.parameters()) == {"/luna-ha/payments/deleting"}
+    assert world.parameters() == {}
 
 
 def test_failed_update_rolls_back_to_the_old_properties(world: World) -> None:
@@ -191,7 +191,7 @@ def test_delete_removes_clients_and_parameters_and_keeps_partitions(world: World
     for i in (0, 1):
         assert world.clients_on(i) == set()
         assert "payments" in world.appliances[i].state.partitions
-    assert set(world.parameters()) == {"/luna-ha/payments/deleting"}
+    assert world.parameters() == {}
 
 
 def test_a_delete_whose_properties_no_longer_parse_removes_what_the_group_document_records(
@@ -209,7 +209,7 @@ def test_a_delete_whose_properties_no_longer_parse_removes_what_the_group_docume
     for i in (0, 1):
         assert world.clients_on(i) == set()
         assert "payments" in world.appliances[i].state.partitions  # kept: the safe side
-    assert set(world.parameters()) == {"/luna-ha/payments/deleting"}
+    assert world.parameters() == {}
 
 
 def test_a_delete_with_unparseable_properties_of_another_resource_touches_nothing(world: World) -> None:
@@ -239,7 +239,7 @@ def test_delete_during_a_running_create_leaves_nothing(world: World) -> None:
     assert hang.wait_started(20)
     physical_id = importlib.import_module("luna_ha.resource").physical_id_for(create_event)
     deleting = world.cfn.invoke_async(world.cfn.delete_event(LOGICAL, physical_id, world.props()))
-    assert _wait(lambda: "/luna-ha/payments/deleting" in world.parameters())
+    assert _wait(lambda: _deleting(physical_id) is not None)
     hang.release()
 
     created, deleted = creating.result(timeout=60), deleting.result(timeout=60)
@@ -266,6 +266,12 @@ def test_nothing_the_function_printed_or_answered_carries_a_secret(
     for secret in world.secret_values:
         assert secret not in everything
     assert "X-Amz-Signature" not in captured.out + captured.err + caplog.text
+
+
+def _deleting(physical_id: str) -> dict[str, Any] | None:
+    """The deletion marker of ``physical_id`` in the coordination table, if one was written."""
+    item = boto3.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": f"deleting#{physical_id}"}})
+    return item.get("Item")
 
 
 def _versions() -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import traceback
@@ -164,7 +165,35 @@ def test_no_secret_value_appears_in_repr_or_str(client: Any, secret: Callable[[o
     for value in [*values, reader]:
         assert_no_secret_in(repr(value))
         assert_no_secret_in(str(value))
-    assert repr(values[0]) == "ManagerCredentials(username='admin')"
+    assert repr(values[0]) == "ManagerCredentials(username='admin', appliances=frozenset())"
+
+
+FINGERPRINT = "SHA256:" + "A" * 43
+
+
+def test_a_secret_names_the_appliances_it_may_be_sent_to(
+    client: Any, secret: Callable[[object], str]
+) -> None:
+    reader = SecretReader(client)
+    named = {"password": PASSWORD, "domain": DOMAIN, "appliances": [FINGERPRINT]}
+    assert reader.admin_secret(secret(named)).appliances == frozenset({FINGERPRINT})
+    assert reader.partition_secret(secret({"password": PASSWORD})).appliances == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("appliances", "problem"),
+    [
+        ("SHA256:x", "key 'appliances' must be a list, not a string"),
+        ([FINGERPRINT, "10.0.1.10"], "key 'appliances[1]' must be a host key fingerprint"),
+        ([7], "key 'appliances[0]' must be a host key fingerprint"),
+    ],
+)
+def test_a_malformed_appliances_list_is_named(
+    client: Any, secret: Callable[[object], str], appliances: object, problem: str
+) -> None:
+    arn = secret({"password": PASSWORD, "appliances": appliances})
+    with pytest.raises(SecretError, match=re.escape(f"Secret {arn}: {problem}")):
+        SecretReader(client).partition_secret(arn)
 
 
 @pytest.mark.parametrize(

@@ -20,18 +20,18 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from luna_ha import admin_guard
 from luna_ha.appliance import GroupSecrets, apply_steps
 from luna_ha.clock import Deadline
+from luna_ha.coordination import AdminLease, CoordinationError, Coordinator
 from luna_ha.engine import GroupRunError
 from luna_ha.errors import ApplianceError, CommandFailed, ZeroizationGuard
 from luna_ha.lunash.commands import Command
@@ -41,13 +41,14 @@ from luna_ha.planner import (
     Action,
     ApplianceGoal,
     ApplianceState,
+    PartitionClaim,
     Registration,
     Step,
     plan_appliance,
 )
+from luna_ha.sim.localaws import fingerprints
 from luna_ha.sim.server import SimulatedAppliance
 from luna_ha.spec import parse_properties
-from luna_ha.store import ParameterStore
 from tests.functional.lab import Lab, running_lab
 
 ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/zero/1|Group|payments"
@@ -100,6 +101,8 @@ goals = st.builds(
     hsm_label=st.sampled_from([None, "hsm-a", "hsm-b"]),
     registrations=st.dictionaries(st.sampled_from(NAMES[:3]), st.sampled_from(FINGERPRINTS), max_size=2),
     delete_partition=st.booleans(),
+    claim=st.sampled_from(list(PartitionClaim)),
+    adopt=st.booleans(),
 ).filter(lambda goal: goal.hsm_label is not None or not goal.initialize)  # the spec requires HsmLabel
 
 
@@ -118,6 +121,11 @@ def test_the_planner_logs_in_once_with_every_attempt_left_and_inits_only_a_zeroi
     planned = _plan_or_refusal(goal, observed)
     if isinstance(planned, ZeroizationGuard):
         assert observed.attempts_left != ALL_LOGIN_ATTEMPTS and planned.step == "hsm login"
+        return
+    if isinstance(planned, ApplianceError) and planned.step == "partition create":
+        # a same-named partition this resource did not create, and no adoption: nothing may be done
+        assert goal.present and goal.claim is PartitionClaim.NONE and not goal.adopt
+        assert goal.partition in observed.partitions
         return
     if isinstance(planned, ApplianceError):  # a zeroized HSM without Initialize: nothing may be done
         assert observed.zeroized and goal.present and not goal.initialize and planned.step == "hsm init"
@@ -215,7 +223,10 @@ def inits(appliance: SimulatedAppliance) -> list[int | None]:
 
 def wrong_admin_password(lab: Lab) -> None:
     boto3.client("secretsmanager", region_name="us-east-1").put_secret_value(
-        SecretId="luna/admin", SecretString=json.dumps({"password": "Adm1n-wrong-one", "domain": lab.domain})
+        SecretId="luna/admin",
+        SecretString=json.dumps(
+            {"password": "Adm1n-wrong-one", "domain": lab.domain, "appliances": fingerprints(lab.appliances)}
+        ),
     )
 
 
@@ -372,85 +383,106 @@ def test_duplicate_runs_initialize_a_zeroized_hsm_once(lab: Lab) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# The HSM Admin lock: one per run, held from the first login until every appliance has finished
-
-LOCK = f"{PATH}/locks/hsm-admin"
+# The HSM Admin lease: one per appliance across every run, group and stack, until the holder's deadline
 
 
-def put_lock(at: float) -> None:
-    boto3.client("ssm", region_name="us-east-1").put_parameter(
-        Name=LOCK, Value=json.dumps({"at": at}), Type="String", Overwrite=True
-    )
+class RecordingCoordinator(Coordinator):
+    """The lab's coordinator, remembering which leases it took and let go."""
+
+    def __init__(self, lab: Lab, *, release_fails: bool = False) -> None:
+        base = lab.coordinator()
+        super().__init__(base._client, base.table)
+        self.acquired: list[str] = []
+        self.released: list[str] = []
+        self.release_fails = release_fails
+
+    def acquire_admin(self, appliance: str, **kwargs: Any) -> AdminLease | None:
+        lease = super().acquire_admin(appliance, **kwargs)
+        if lease is None:
+            self.acquired.append(appliance)
+        return lease
+
+    def release_admin(self, appliance: str, **kwargs: Any) -> None:
+        if self.release_fails:
+            raise CoordinationError("Cannot use the coordination table: AccessDeniedException")
+        super().release_admin(appliance, **kwargs)
+        self.released.append(appliance)
 
 
-@contextmanager
-def ssm_writes() -> Iterator[list[str]]:
-    """The names of every PutParameter/DeleteParameters that clients created in the block send."""
-    written: list[str] = []
-
-    def record(params: dict[str, Any], **_: Any) -> None:
-        written.extend([params["Name"]] if "Name" in params else params["Names"])
-
-    session = boto3._get_default_session()
-    for operation in ("PutParameter", "DeleteParameters"):
-        session.events.register(f"before-parameter-build.ssm.{operation}", record, unique_id=operation)
-    try:
-        yield written
-    finally:
-        for operation in ("PutParameter", "DeleteParameters"):
-            session.events.unregister(f"before-parameter-build.ssm.{operation}", unique_id=operation)
+def leases(lab: Lab) -> list[str]:
+    return [i["pk"]["S"] for i in lab.coordinator().records() if i["pk"]["S"].startswith("hsm-admin#")]
 
 
-def test_a_run_takes_the_admin_lock_once_for_all_its_appliances_and_lets_it_go(lab: Lab) -> None:
+def fingerprint(appliance: SimulatedAppliance) -> str:
+    return fingerprints([appliance])[0]
+
+
+def test_each_appliance_lease_is_taken_right_before_its_login_and_let_go_after(lab: Lab) -> None:
     spec = lab.spec(members=[0, 1, 2])
+    engine = lab.engine(spec)
+    engine.coordinator = recording = RecordingCoordinator(lab)
 
-    with ssm_writes() as written:
-        assert lab.engine(spec).apply(spec, ID).ok
+    assert engine.apply(spec, ID).ok
 
     assert [len(logins(a)) for a in lab.appliances] == [1, 1, 1]
-    assert written.count(LOCK) == 2  # taken once, let go once
-    assert LOCK not in lab.parameters()
+    every = sorted(fingerprint(a) for a in lab.appliances)
+    assert sorted(recording.acquired) == every and sorted(recording.released) == every
+    assert leases(lab) == []
+    assert engine.apply(spec, ID).ok
+    assert len(recording.acquired) == 3  # a run with nothing to log in for takes no lease
 
 
-def test_while_another_run_holds_the_admin_lock_no_appliance_logs_in(lab: Lab) -> None:
-    put_lock(at=time.time() - 60)
+def test_while_another_run_holds_an_appliances_lease_nothing_logs_in_there(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admin_guard, "WAIT_SECONDS", 0.5)
+    busy = lab.appliances[1]
+    lab.coordinator().acquire_admin(
+        fingerprint(busy), holder="another-run", until=time.time() + 600, group="/luna-ha/orders"
+    )
     spec = lab.spec(members=[0, 1, 2])
 
     with pytest.raises(GroupRunError) as caught:
         lab.engine(spec).apply(spec, ID)
 
-    assert [len(logins(a)) for a in lab.appliances] == [0, 0, 0]
+    assert [len(logins(a)) for a in lab.appliances] == [1, 0, 1]  # the others are not held up
+    assert f"{busy.host}, step 'hsm login'" in str(caught.value)
+    assert "another run (group /luna-ha/orders) is working as HSM Admin on this appliance" in str(
+        caught.value
+    )
+    assert leases(lab) == [f"hsm-admin#{fingerprint(busy)}"]  # the other run's lease is not ours to remove
+
+
+def test_a_run_waits_for_a_lease_that_ends_soon(lab: Lab) -> None:
+    busy = lab.appliances[1]
+    lab.coordinator().acquire_admin(fingerprint(busy), holder="short", until=time.time() + 1.5, group="/g")
+    spec = lab.spec(members=[1])
+
+    assert lab.engine(spec).apply(spec, ID).ok
+    assert len(logins(busy)) == 1
+
+
+def test_the_lease_of_a_run_whose_deadline_passed_is_taken_over_at_once(lab: Lab) -> None:
     for a in lab.appliances:
-        assert f"{a.host}, step 'hsm login'" in str(caught.value)
-    assert "another run of this group is working as HSM Admin" in str(caught.value)
-    assert LOCK in lab.parameters()  # the other run's lock is not ours to remove
-
-
-def test_a_lock_left_by_a_crashed_run_is_taken_over(lab: Lab) -> None:
-    put_lock(at=time.time() - 3600)
+        lab.coordinator().acquire_admin(fingerprint(a), holder="killed", until=time.time() - 1, group="/g")
     spec = lab.spec(members=[0, 1, 2])
+    started = time.monotonic()
 
     assert lab.engine(spec).apply(spec, ID).ok
 
+    assert time.monotonic() - started < 30  # no fixed staleness period to sit out
     assert [len(logins(a)) for a in lab.appliances] == [1, 1, 1]
-    assert LOCK not in lab.parameters()
+    assert leases(lab) == []
 
 
-def test_a_lock_that_cannot_be_removed_does_not_fail_a_run_whose_work_is_done(
+def test_a_lease_that_cannot_be_let_go_does_not_fail_a_run_whose_work_is_done(
     lab: Lab, caplog: pytest.LogCaptureFixture
 ) -> None:
     spec = lab.spec(members=[0, 1, 2])
     engine = lab.engine(spec)
-    ssm = boto3.client("ssm", region_name="us-east-1")
-    engine.store = ParameterStore(ssm)
-
-    def refuse_the_lock(params: dict[str, Any], **_: Any) -> None:
-        if LOCK in params["Names"]:
-            raise ClientError({"Error": {"Code": "AccessDeniedException"}}, "DeleteParameters")
-
-    ssm.meta.events.register("before-parameter-build.ssm.DeleteParameters", refuse_the_lock)
+    engine.coordinator = RecordingCoordinator(lab, release_fails=True)
 
     assert engine.apply(spec, ID).ok
 
-    assert LOCK in lab.parameters()  # it expires by itself, or is taken over once stale
-    assert "the HSM Admin lock stays until it expires" in caplog.text
+    assert len(leases(lab)) == 3  # they end at this run's deadline
+    assert "the HSM Admin lease stays until this run's deadline" in caplog.text

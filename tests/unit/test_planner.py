@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from luna_ha.errors import ApplianceError, ZeroizationGuard
-from luna_ha.planner import Action, ApplianceGoal, ApplianceState, Registration, Step, plan_appliance
+from luna_ha.planner import (
+    Action,
+    ApplianceGoal,
+    ApplianceState,
+    PartitionClaim,
+    Registration,
+    Step,
+    plan_appliance,
+)
 
 TOKEN = "3f2a1c"
 WEB0 = f"web-{TOKEN}-r0"
@@ -20,6 +28,7 @@ def goal(**overrides: object) -> ApplianceGoal:
         "partition": "payments",
         "token": TOKEN,
         "registrations": {WEB0: FP0},
+        "claim": PartitionClaim.CREATED,  # the partition, where it exists, is this resource's
     }
     values.update(overrides)
     return ApplianceGoal(**values)  # type: ignore[arg-type]
@@ -147,7 +156,7 @@ def test_registrations_of_others_are_never_touched() -> None:
     others = ("web-999999-r0", "app01", "web-3f2a1c-rX", "web-3F2A1C-r0", f"{WEB0}.example.com")
     observed = converged(clients=(WEB0, *others))
     assert plan_appliance(goal(), observed) == ()
-    assert plan_appliance(goal(present=False), observed) == (
+    assert plan_appliance(goal(present=False, claim=PartitionClaim.NONE), observed) == (
         Step(Action.CLIENT_REVOKE, WEB0, "payments"),
         Step(Action.CLIENT_DELETE, WEB0),
     )
@@ -177,6 +186,7 @@ def test_leaving_appliance_deletes_its_partition_under_delete_after_clients() ->
         f"client delete {WEB0}",
         "hsm login",
         "partition delete payments",
+        "forget partition payments",
     ]
 
 
@@ -187,7 +197,56 @@ def test_partition_delete_is_guarded_by_the_login_attempts_too() -> None:
 
 def test_destroy_on_an_appliance_with_nothing_of_ours_is_empty() -> None:
     observed = state(partitions={"payments": "157541008"}, clients=("someone",))
-    assert plan_appliance(goal(present=False), observed) == ()
+    assert plan_appliance(goal(present=False, claim=PartitionClaim.NONE), observed) == ()
+
+
+# -- whose partition ------------------------------------------------------------------------------
+
+
+def test_a_same_named_partition_this_resource_did_not_create_fails_the_plan() -> None:
+    with pytest.raises(ApplianceError, match=r"payments \(serial 157541008\) already exists.*Adopt"):
+        plan_appliance(goal(claim=PartitionClaim.NONE), converged())
+
+
+def test_adopting_an_existing_partition_records_it_and_changes_nothing_on_the_appliance() -> None:
+    assert actions(plan_appliance(goal(claim=PartitionClaim.NONE, adopt=True), converged())) == [
+        "adopt partition payments"
+    ]
+
+
+def test_an_adopted_partition_is_used_without_a_new_record() -> None:
+    assert plan_appliance(goal(claim=PartitionClaim.ADOPTED, adopt=True), converged()) == ()
+
+
+def test_a_partition_of_someone_else_is_never_deleted_whatever_the_policy() -> None:
+    steps = plan_appliance(goal(present=False, delete_partition=True, claim=PartitionClaim.NONE), converged())
+    assert Action.PARTITION_DELETE not in [s.action for s in steps]
+    assert Action.HSM_LOGIN not in [s.action for s in steps]
+
+
+def test_an_adopted_partition_is_forgotten_not_deleted_under_delete() -> None:
+    steps = plan_appliance(
+        goal(present=False, delete_partition=True, claim=PartitionClaim.ADOPTED), converged()
+    )
+    assert actions(steps) == [
+        f"client revokePartition {WEB0} -partition payments",
+        f"client delete {WEB0}",
+        "forget partition payments",
+    ]
+
+
+def test_a_created_partition_kept_under_retain_stays_recorded_as_retained() -> None:
+    steps = plan_appliance(goal(present=False, delete_partition=False), converged())
+    assert actions(steps)[-1] == "retain partition payments"
+    assert Action.FORGET_PARTITION not in [s.action for s in steps]
+    assert Action.PARTITION_DELETE not in [s.action for s in steps]
+
+
+def test_a_missing_partition_is_created_even_when_adoption_is_allowed() -> None:
+    assert actions(plan_appliance(goal(claim=PartitionClaim.NONE, adopt=True), state()))[:2] == [
+        "hsm login",
+        "partition create payments",
+    ]
 
 
 def test_replanning_after_each_partial_run_gives_the_remaining_steps() -> None:

@@ -15,16 +15,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from luna_ha.coordination import TABLE_ENV, create_table
 from luna_ha.sim.server import SimulatedAppliance
+from luna_ha.spec import host_key_fingerprint
 
 ADMIN_SECRET = "luna/admin"  # noqa: S105 - a secret name, not a value
 PARTITION_SECRET = "luna/partition"  # noqa: S105 - a secret name
+TABLE = "luna-ha-coordination"
 _AWS_ENV = (
     "AWS_ENDPOINT_URL",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
+    TABLE_ENV,
 )
 
 
@@ -67,6 +71,19 @@ def local_aws(*, set_environment: bool = True) -> Iterator[str]:
     if set_environment:
         os.environ.update(environment(endpoint))
         os.environ.pop("AWS_PROFILE", None)
+    import boto3
+
+    settings = environment(endpoint)
+    create_table(
+        boto3.client(
+            "dynamodb",
+            endpoint_url=endpoint,
+            region_name=settings["AWS_REGION"],
+            aws_access_key_id=settings["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
+        ),
+        TABLE,
+    )
     try:
         yield endpoint
     finally:
@@ -87,24 +104,32 @@ def environment(endpoint: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
+        TABLE_ENV: TABLE,
     }
 
 
+def fingerprints(appliances: Sequence[SimulatedAppliance]) -> list[str]:
+    """The host key fingerprints of ``appliances`` (each of their keys): what a secret lists to be
+    sent to them."""
+    return [host_key_fingerprint(line) for a in appliances for line in a.host_key_lines]
+
+
 def seed_secrets(appliances: Sequence[SimulatedAppliance], lab: LabSecrets, client: Any = None) -> None:
-    """Create the admin, partition and per-appliance manager secrets in (local) Secrets Manager."""
+    """Create the admin, partition and per-appliance manager secrets in (local) Secrets Manager,
+    each naming the appliances it may be sent to: the group secrets every appliance, a manager
+    secret its own."""
     if client is None:
         import boto3
 
         client = boto3.client("secretsmanager")
-    client.create_secret(
-        Name=ADMIN_SECRET, SecretString=json.dumps({"password": lab.admin_password, "domain": lab.domain})
-    )
-    client.create_secret(Name=PARTITION_SECRET, SecretString=json.dumps({"password": lab.partition_password}))
+    every = fingerprints(appliances)
+    admin = {"password": lab.admin_password, "domain": lab.domain, "appliances": every}
+    client.create_secret(Name=ADMIN_SECRET, SecretString=json.dumps(admin))
+    partition = {"password": lab.partition_password, "appliances": every}
+    client.create_secret(Name=PARTITION_SECRET, SecretString=json.dumps(partition))
     for a in appliances:
-        client.create_secret(
-            Name=manager_secret_name(a),
-            SecretString=json.dumps({"username": a.username, "password": a.password}),
-        )
+        manager = {"username": a.username, "password": a.password, "appliances": fingerprints([a])}
+        client.create_secret(Name=manager_secret_name(a), SecretString=json.dumps(manager))
 
 
 def appliance_properties(appliance: SimulatedAppliance, **extra: Any) -> dict[str, Any]:
