@@ -664,6 +664,15 @@ def test_client_fingerprint_of_unknown_client_raises_client_not_found() -> None:
         parse_client_fingerprint(load("client_fingerprint_unknown"))
 
 
+def test_two_different_client_fingerprints_are_refused() -> None:
+    text = load("client_fingerprint").replace(
+        "Command Result",
+        "Certificate fingerprint: 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\nCommand Result",
+    )
+    with pytest.raises(ParseError, match="two different 'Certificate fingerprint' lines"):
+        parse_client_fingerprint(text)
+
+
 def test_client_fingerprint_missing_is_a_parse_error() -> None:
     with pytest.raises(ParseError, match="Certificate fingerprint"):
         parse_client_fingerprint("Command Result : 0 (Success)")

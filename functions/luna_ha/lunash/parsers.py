@@ -429,11 +429,13 @@ def parse_client_show(text: str, client: str | None = None) -> ClientInfo:
 
 
 def parse_client_fingerprint(text: str) -> str:
-    """The fingerprint as colon-separated upper-case hex bytes."""
+    """The fingerprint as colon-separated upper-case hex bytes. Two different fingerprints raise
+    :class:`ParseError`: a mismatch with the published certificate replaces the registration."""
     command = "client fingerprint"
     lines = _data_lines(command, text)
-    for line in lines:
-        match = dialect.FINGERPRINT_RE.match(line)
-        if match is not None:
-            return match.group("fp").upper()
-    raise ParseError(command, "no 'Certificate fingerprint: XX:XX:…' line")
+    found = {m.group("fp").upper() for line in lines if (m := dialect.FINGERPRINT_RE.match(line))}
+    if len(found) > 1:
+        raise ParseError(command, "two different 'Certificate fingerprint' lines")
+    if not found:
+        raise ParseError(command, "no 'Certificate fingerprint: XX:XX:…' line")
+    return found.pop()
