@@ -87,7 +87,7 @@ def observe(shell: LunaShell, token: str) -> ApplianceState:
             )
             if not (shown_output.ok and fingerprint_output.ok):
                 continue
-            shown = parse_client_show(shown_output.text)
+            shown = parse_client_show(shown_output.text, name)
             fingerprint = parse_client_fingerprint(fingerprint_output.text)
             registrations[name] = Registration(
                 name=name,

@@ -7,7 +7,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from luna_ha.client.bootstrap import (
 )
 from luna_ha.client.chrystoki import find_ha_group, parse_chrystoki, registered_servers
 from luna_ha.client.cli import bootstrap_main
-from luna_ha.client.tools import ClientTools
+from luna_ha.client.tools import ClientTools, CompletedRun
 from luna_ha.errors import ClientToolError, SecretError
 from luna_ha.layout import (
     GroupDocument,
@@ -197,23 +198,23 @@ def assert_no_secret(text: str, material: Material, where: str) -> None:
 
 HA_COMMANDS = {
     "5.1": [
-        ["haAdmin", "-newGroup", "-serialNum", "150", "-label", LABEL, "-password", "********"],
-        ["haAdmin", "-addMember", "-serialNum", "151", "-group", "1150", "-password", "********"],
-        ["haAdmin", "-addMember", "-serialNum", "152", "-group", "1150", "-password", "********"],
+        ["haAdmin", "-newGroup", "-serialNum", "150", "-label", LABEL],
+        ["haAdmin", "-addMember", "-serialNum", "151", "-group", "1150"],
+        ["haAdmin", "-addMember", "-serialNum", "152", "-group", "1150"],
         ["haAdmin", "-HAOnly", "-enable"],
         ["haAdmin", "-autoRecovery", "-retry", "500"],
     ],
     "5.3": [
-        ["haAdmin", "newGroup", "-serialNum", "150", "-label", LABEL, "-password", "********"],
-        ["haAdmin", "addMember", "-group", "1150", "-serialNum", "151", "-password", "********"],
-        ["haAdmin", "addMember", "-group", "1150", "-serialNum", "152", "-password", "********"],
+        ["haAdmin", "newGroup", "-serialNum", "150", "-label", LABEL],
+        ["haAdmin", "addMember", "-group", "1150", "-serialNum", "151"],
+        ["haAdmin", "addMember", "-group", "1150", "-serialNum", "152"],
         ["haAdmin", "HAOnly", "-enable"],
         ["haAdmin", "autoRecovery", "-retry", "500"],
     ],
     "7": [
-        ["-c", "hagroup", "createGroup", "-label", LABEL, "-serialNumber", "150", "-password", "********"],
-        ["-c", "hagroup", "addMember", "-group", LABEL, "-serialNumber", "151", "-password", "********"],
-        ["-c", "hagroup", "addMember", "-group", LABEL, "-serialNumber", "152", "-password", "********"],
+        ["-c", "hagroup", "createGroup", "-label", LABEL, "-serialNumber", "150"],
+        ["-c", "hagroup", "addMember", "-group", LABEL, "-serialNumber", "151"],
+        ["-c", "hagroup", "addMember", "-group", LABEL, "-serialNumber", "152"],
         ["-c", "hagroup", "haonly", "-enable"],
         ["-c", "hagroup", "recoveryMode", "-mode", "activeEnhanced"],
     ],
@@ -266,7 +267,10 @@ def test_first_boot_configures_the_client(make_world: Any, generation: str) -> N
     adds = [entry["args"] for entry in journal if entry["command"] == "addServer"]
     assert [a[2] for a in adds] == list(HOSTS)
     assert len(report.mutating_commands) == 3 + 5
-    assert all("********" in c for c in report.mutating_commands if "-password" in c)
+    assert not any(entry["secret_on_command_line"] for entry in journal)
+    with_password = [entry["command"] for entry in journal if entry["password_from"]]
+    assert len(with_password) == 3  # the group and its two other members
+    assert {entry["password_from"] for entry in journal if entry["password_from"]} == {"prompt"}
 
 
 # --- idempotency ---------------------------------------------------------------------------------
@@ -445,7 +449,7 @@ def test_only_client_is_used_without_client_option(make_world: Any) -> None:
     [
         (
             "haAdmin newGroup=error0",
-            "vtl haAdmin newGroup -serialNum 150 -label payments-ha -password ********",
+            "vtl haAdmin newGroup -serialNum 150 -label payments-ha",
         ),
         ("verify=error0", "vtl verify"),
         ("addServer=exit3", "vtl addServer -n 10.0.1.10"),
@@ -495,6 +499,65 @@ def test_tool_timeout(make_world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     tools = ClientTools(world.root, world.generation, config_path=world.config, timeout=1)
     with pytest.raises(ClientToolError, match=r"vtl listServers: no answer within 1 s"):
         world.run(tools=tools)
+
+
+# --- no secret on a command line ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_no_tool_ever_has_the_partition_password_on_its_command_line(
+    make_world: Any, generation: str
+) -> None:
+    """What any local user sees in /proc/<pid>/cmdline of every tool the bootstrap starts, read
+    while the tool runs (an HA command waits at its password prompt until stdin is written)."""
+    world: World = make_world(generation)
+    seen: list[tuple[set[str], bytes]] = []
+
+    def spying_runner(
+        argv: Sequence[str], stdin: str | None, env: Mapping[str, str], timeout: float
+    ) -> CompletedRun:
+        with subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(env),
+        ) as child:
+            cmdline = b""
+            until = time.monotonic() + 10
+            # Until the kernel shows the new program's arguments, or the tool has finished.
+            while argv[-1].encode() not in cmdline and child.poll() is None and time.monotonic() < until:
+                cmdline = Path(f"/proc/{child.pid}/cmdline").read_bytes()
+            seen.append((set(argv), cmdline))
+            out, err = child.communicate(stdin or "", timeout=timeout)
+        return CompletedRun(child.returncode, out, err)
+
+    tools = ClientTools(world.root, world.generation, config_path=world.config, runner=spying_runner)
+    world.run(tools=tools)
+
+    prompting = {"newGroup", "-newGroup", "createGroup", "addMember", "-addMember"}
+    asking = [cmdline for args, cmdline in seen if args & prompting]
+    assert len(asking) == 3 and all(asking)  # each seen while it waited at its password prompt
+    assert not any(PASSWORD.encode() in cmdline for _, cmdline in seen)
+    assert [e["password_from"] for e in world.sim_journal() if e["password_from"]] == ["prompt"] * 3
+
+
+def test_the_simulated_tools_refuse_a_password_on_their_command_line(make_world: Any) -> None:
+    """The check the test above relies on can fail: the simulator reads its own /proc/self/cmdline."""
+    world: World = make_world("7")
+    done = subprocess.run(
+        [str(world.root / "bin/lunacm"), "-c", "hagroup", "listGroups", "-password", PASSWORD],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 97
+    assert "Error: the partition password is on the command line of process" in done.stdout
+    assert PASSWORD not in done.stdout
+    assert world.sim_journal()[-1]["secret_on_command_line"] is True
+    assert PASSWORD not in world.journal.read_text()
 
 
 # --- java.security -------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ handler (``LocalCloudFormation``: real events, crhelper's answer over HTTPS). Ha
 run's real deadline, kept short: the per-step budgets (``appliance.STEP_BUDGET``, "start no step
 that cannot finish") are scaled down for those cases so that a deadline of about a second still
 admits every step. The matrix size and result are printed in pytest's terminal summary.
+
+The answer's own channel has its faults too: a response URL that trickles its reply one byte at a
+time, or cuts it off mid-status-line, still gets exactly one answer, before the function's timeout.
 """
 
 from __future__ import annotations
@@ -721,7 +724,7 @@ def fresh_handler() -> Any:
 
 
 @contextmanager
-def handler_world(timeout: float) -> Iterator[World]:
+def handler_world(timeout: float, wrap: Callable[[Any], Any] = lambda handler: handler) -> Iterator[World]:
     secrets = LabSecrets.generate()
     appliances = start_appliances(
         3,
@@ -735,7 +738,9 @@ def handler_world(timeout: float) -> Iterator[World]:
         with local_aws():
             seed_secrets(appliances, secrets)
             with LocalCloudFormation(
-                fresh_handler(), timeout_seconds=timeout, environment_factory=fresh_handler
+                wrap(fresh_handler()),
+                timeout_seconds=timeout,
+                environment_factory=lambda: wrap(fresh_handler()),
             ) as cfn:
                 yield World(appliances, secrets, cfn)
     finally:
@@ -810,3 +815,42 @@ def test_fault_through_the_handler(case: Case, aws_env: None, monkeypatch: pytes
         answers = [json.dumps(r.body) for r in cfn.receiver.responses()]
         for secret in (world.secrets.admin_password, world.secrets.domain, world.secrets.partition_password):
             assert not any(secret in answer for answer in answers)
+
+
+# --------------------------------------------------------------------------------------------------
+# A hostile response URL: the fault is on CloudFormation's side of the answer
+
+
+@pytest.mark.parametrize("reply", ["trickle", "cut"])
+def test_a_response_url_that_trickles_or_cuts_its_reply_gets_one_answer_before_the_timeout(
+    reply: str, aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply trickles one byte a second (38 s for all of it) or stops after ``HTT``: the Create
+    is answered once, and the function returns before its timeout (a run still sending then would
+    be killed, and crhelper's timer would send a second answer)."""
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("LUNA_HA_RESPONSE_MARGIN_SECONDS", "1.5")
+    scale_budgets(monkeypatch)  # a function timeout of seconds, not the 900 s of a deployment
+    left_at_return: dict[str, float] = {}
+
+    def timed(handler: Any) -> Any:
+        def run(event: dict[str, Any], context: Any) -> None:
+            try:
+                handler(event, context)
+            finally:
+                left_at_return[event["RequestId"]] = context.get_remaining_time_in_millis() / 1000
+
+        return run
+
+    with handler_world(HANDLER_TIMEOUT, wrap=timed) as world:
+        world.cfn.receiver.misbehave(reply, interval=1.0)
+        create = world.cfn.create_event("Group", world.props(OPERATIONS["create"], 0))
+
+        response = world.invoke(create)  # exactly one answer so far
+        assert response.status == "SUCCESS", response.describe()
+        until = time.monotonic() + HANDLER_TIMEOUT + 5
+        while create["RequestId"] not in left_at_return and time.monotonic() < until:
+            time.sleep(0.1)
+
+        assert left_at_return.get(create["RequestId"], 0) > 0, "the function ran into its timeout"
+        assert world.cfn.receiver.counts()[create["RequestId"]] == 1

@@ -302,6 +302,41 @@ def test_hsm_init_never_runs_on_an_initialized_hsm(lab: Lab, label: str, with_pa
     assert ("keys" in target.state.partitions) is with_partition
 
 
+def test_an_hsm_labelled_hsm_is_zeroized_is_not_initialized_again(lab: Lab) -> None:
+    """A label is free text: "HSM IS ZEROIZED" in it is not the attempts-left field saying so."""
+    target = lab.appliances[1]
+    target.state.label = "HSM IS ZEROIZED !!!!"
+    props = lab.props(members=[0, 1, 2])
+    props["Appliances"][1].update(Initialize="true", HsmLabel="hsm-b")
+    spec = parse_properties(props)
+
+    assert lab.engine(spec).apply(spec, ID).ok
+
+    assert inits(target) == []
+    assert target.state.label == "HSM IS ZEROIZED !!!!"
+    assert "payments" in target.state.partitions
+
+
+def test_hsm_show_that_says_zeroized_and_lists_partitions_fails_the_step_without_init(lab: Lab) -> None:
+    spec = lab.spec(members=[0, 1, 2])
+    assert lab.engine(spec).apply(spec, ID).ok
+    target = lab.appliances[1]
+    with target.state.lock:
+        target.state.zeroized = True  # what no HSM prints: the marker, and a partition listed
+    props = lab.props(members=[0, 1, 2])
+    props["Appliances"][1].update(Initialize="true", HsmLabel="hsm-b")
+    spec = parse_properties(props)
+    mark = target.journal.mark()
+
+    with pytest.raises(GroupRunError) as caught:
+        lab.engine(spec).apply(spec, ID)
+
+    assert "Appliance 127.0.0.2, step 'observe': Cannot read 'hsm show' output" in str(caught.value)
+    assert "not deciding between zeroized and initialized" in str(caught.value)
+    assert [e.command for e in target.journal.since(mark)] == ["hsm show"]
+    assert "payments" in target.state.partitions
+
+
 def test_a_zeroized_hsm_without_initialize_is_refused_naming_the_step(lab: Lab) -> None:
     target = lab.appliances[1]
     target.state.zeroize()

@@ -10,7 +10,6 @@ import pytest
 
 from luna_ha.client.tools import (
     GENERATIONS,
-    MASK,
     ClientTools,
     CompletedRun,
     build_add_member,
@@ -68,8 +67,6 @@ def tools(generation: str, runner: FakeRunner, root: Path = ROOT) -> ClientTools
                 "150",
                 "-label",
                 "payments-ha",
-                "-password",
-                PASSWORD,
             ],
         ),
         (
@@ -82,8 +79,6 @@ def tools(generation: str, runner: FakeRunner, root: Path = ROOT) -> ClientTools
                 "150",
                 "-label",
                 "payments-ha",
-                "-password",
-                PASSWORD,
             ],
         ),
         (
@@ -97,8 +92,6 @@ def tools(generation: str, runner: FakeRunner, root: Path = ROOT) -> ClientTools
                 "payments-ha",
                 "-serialNumber",
                 "150",
-                "-password",
-                PASSWORD,
             ],
         ),
     ],
@@ -106,9 +99,9 @@ def tools(generation: str, runner: FakeRunner, root: Path = ROOT) -> ClientTools
 def test_new_group_arguments(generation: str, argv: list[str]) -> None:
     command = build_new_group(generation_named(generation), "payments-ha", "150", PASSWORD)
     assert [command.tool, *command.args] == argv
-    assert command.stdin == "copy\n"
+    assert command.stdin == f"{PASSWORD}\ncopy\n"  # the password prompt, then the objects question
     assert command.mutating
-    assert PASSWORD not in command.display and MASK in command.display
+    assert PASSWORD not in command.display
     assert PASSWORD not in repr(command)
 
 
@@ -117,11 +110,11 @@ def test_new_group_arguments(generation: str, argv: list[str]) -> None:
     [
         (
             "5.1",
-            ["vtl", "haAdmin", "-addMember", "-serialNum", "151", "-group", "1150", "-password", PASSWORD],
+            ["vtl", "haAdmin", "-addMember", "-serialNum", "151", "-group", "1150"],
         ),
         (
             "5.3",
-            ["vtl", "haAdmin", "addMember", "-group", "1150", "-serialNum", "151", "-password", PASSWORD],
+            ["vtl", "haAdmin", "addMember", "-group", "1150", "-serialNum", "151"],
         ),
         (
             "7",
@@ -134,8 +127,6 @@ def test_new_group_arguments(generation: str, argv: list[str]) -> None:
                 "payments-ha",
                 "-serialNumber",
                 "151",
-                "-password",
-                PASSWORD,
             ],
         ),
     ],
@@ -143,7 +134,8 @@ def test_new_group_arguments(generation: str, argv: list[str]) -> None:
 def test_add_member_arguments(generation: str, argv: list[str]) -> None:
     command = build_add_member(generation_named(generation), "payments-ha", "1150", "151", PASSWORD)
     assert [command.tool, *command.args] == argv
-    assert command.stdin == "copy\n"
+    assert command.stdin == f"{PASSWORD}\ncopy\n"
+    assert PASSWORD not in repr(command)
 
 
 @pytest.mark.parametrize(
@@ -209,7 +201,6 @@ def test_lunacm_runs_from_the_install_bin() -> None:
     [
         (lambda g: build_new_group(g, "payments ha", "150", PASSWORD), "label"),
         (lambda g: build_new_group(g, "payments-ha", "15O", PASSWORD), "serial"),
-        (lambda g: build_new_group(g, "payments-ha", "150", "-force"), "password"),
         (lambda g: build_new_group(g, "payments-ha", "150", "pw\nquit"), "password"),
         (lambda g: build_new_group(g, "payments-ha", "150", ""), "password"),
         (lambda g: build_add_server("-n", Path("/x.pem")), "host"),
@@ -281,7 +272,7 @@ def test_password_is_masked_in_display_journal_output_and_errors() -> None:
     with pytest.raises(ClientToolError) as info:
         t.new_group("payments-ha", "150", PASSWORD)
     assert PASSWORD not in str(info.value)
-    assert "-password ********" in str(info.value)
+    assert str(info.value).startswith("vtl haAdmin newGroup -serialNum 150 -label payments-ha failed")
     assert all(PASSWORD not in repr(run) for run in t.journal)
     result = tools("5.3", FakeRunner((0, echo.replace("Error: ", "")))).new_group(
         "payments-ha", "150", PASSWORD
@@ -295,7 +286,7 @@ def test_timeout_is_a_failure_that_names_the_command() -> None:
 
     t = ClientTools(ROOT, "5.3", runner=hang, timeout=2, env={})
     with pytest.raises(
-        ClientToolError, match=r"vtl haAdmin newGroup .*-password \*{8}: no answer within 2 s"
+        ClientToolError, match=r"vtl haAdmin newGroup -serialNum 150 -label payments-ha: no answer within 2 s"
     ):
         t.new_group("payments-ha", "150", PASSWORD)
     assert t.journal[-1].returncode is None
@@ -311,12 +302,38 @@ def test_real_subprocess_no_shell_and_stdin(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "vtl"
-    script.write_text('#!/bin/sh\nread answer\necho "args:$#:$1:$2 answer:$answer"\n')
+    script.write_text('#!/bin/sh\nread pin\nread answer\necho "args:$#:$1:$2 answer:$answer"\n')
     script.chmod(0o755)
     t = ClientTools(tmp_path, "5.3", env={"PATH": "/usr/bin:/bin"})
     result = t.new_group("payments-ha", "150", "a b;$(touch x)")
-    assert "args:8:haAdmin:newGroup answer:copy" in result.output
+    assert "args:6:haAdmin:newGroup answer:copy" in result.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("generation", ["5.1", "5.3", "7"])
+@pytest.mark.parametrize("call", ["new group", "add member"])
+def test_the_password_reaches_the_tool_on_stdin_never_on_its_command_line(
+    tmp_path: Path, generation: str, call: str
+) -> None:
+    """Every local user can read /proc/<pid>/cmdline: the tool copies its own while it runs."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("vtl", "lunacm"):
+        script = bin_dir / tool
+        script.write_text(
+            f'#!/bin/sh\ntr "\\0" " " < /proc/$$/cmdline > "{tmp_path}/cmdline"\ncat > "{tmp_path}/stdin"\n'
+        )
+        script.chmod(0o755)
+    t = ClientTools(tmp_path, generation, env={"PATH": "/usr/bin:/bin"})
+    if call == "new group":
+        t.new_group("payments-ha", "150", PASSWORD)
+    else:
+        t.add_member("payments-ha", "1150", "151", PASSWORD)
+
+    cmdline = (tmp_path / "cmdline").read_text()
+    assert "-serialNum" in cmdline  # it is the tool's own command line
+    assert PASSWORD not in cmdline
+    assert (tmp_path / "stdin").read_text() == f"{PASSWORD}\ncopy\n"
 
 
 # --- parsing and detection -----------------------------------------------------------------------

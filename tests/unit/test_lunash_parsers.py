@@ -349,6 +349,85 @@ def test_hsm_show_without_fips_or_storage_leaves_them_unknown() -> None:
     assert not info.zeroized
 
 
+def test_zeroized_words_in_a_label_or_partition_name_do_not_make_the_hsm_zeroized() -> None:
+    info = parse_hsm_show(load("hsm_show_62_free_text_says_zeroized"))
+    assert info.label == "HSM is zeroized !!!!"
+    assert info.partitions == (("532018008", "payments"), ("532018011", "HSM IS ZEROIZED"))
+    assert info.attempts_left == 3
+    assert not info.zeroized
+
+
+def test_zeroized_words_in_the_label_of_an_empty_hsm_do_not_make_it_zeroized() -> None:
+    text = load("hsm_show_53_zeroized_numeric_attempts").replace("no label", "HSM IS ZEROIZED !!!!")
+    info = parse_hsm_show(text)
+    assert info.label == "HSM IS ZEROIZED !!!!"
+    assert not info.zeroized
+
+
+def test_a_zeroized_line_beside_numeric_attempts_and_partitions_is_refused() -> None:
+    with pytest.raises(ParseError, match="not deciding between zeroized and initialized") as caught:
+        parse_hsm_show(load("hsm_show_62_zeroized_line_with_partitions"))
+    assert caught.value.command == "hsm show"
+
+
+def test_a_zeroized_line_on_an_hsm_the_fields_call_zeroized_is_zeroized() -> None:
+    text = load("hsm_show_53_zeroized_numeric_attempts").replace(
+        "Manually Zeroized:                  No", "Manually Zeroized:                  No\n   HSM IS ZEROIZED"
+    )
+    assert parse_hsm_show(text).zeroized
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [
+        (("no label", "hsm-b"), "a label"),
+        (("There are no partitions.", "Partition: 157541008,     Name: payments"), "listed partitions"),
+        (
+            ("Space In Use (Bytes):                0", "Space In Use (Bytes):                2832"),
+            "space in use",
+        ),
+    ],
+)
+def test_the_zeroized_marker_beside_a_sign_of_an_initialized_hsm_is_refused(
+    change: tuple[str, str], shown: str
+) -> None:
+    text = load("hsm_show_51_zeroized")
+    assert change[0] in text
+    with pytest.raises(ParseError, match=f"says HSM IS ZEROIZED but the output shows {shown}"):
+        parse_hsm_show(text.replace(*change))
+
+
+def test_partitions_listed_beside_there_are_no_partitions_is_refused() -> None:
+    text = load("hsm_show_53_zeroized_numeric_attempts").replace(
+        "There are no partitions.", "There are no partitions.\n   Partition: 489204008,     Name: payments"
+    )
+    with pytest.raises(ParseError, match="There are no partitions"):
+        parse_hsm_show(text)
+
+
+def test_partition_count_that_disagrees_with_the_listed_partitions_is_refused() -> None:
+    text = load("hsm_show_7x_zeroized").replace(
+        "Number of partitions created:        0", "Number of partitions created:        2"
+    )
+    with pytest.raises(ParseError, match="'Number of partitions created' is 2 but 0 are listed"):
+        parse_hsm_show(text)
+
+
+def test_two_different_attempts_left_lines_are_refused() -> None:
+    text = load("hsm_show_62_initialized_logged_in").replace(
+        "   RPV Initialized:",
+        "   HSM Admin login attempts left:      HSM IS ZEROIZED !!!!\n   RPV Initialized:",
+    )
+    with pytest.raises(ParseError, match="two 'HSM Admin login attempts left' lines"):
+        parse_hsm_show(text)
+
+
+def test_a_partition_listed_twice_in_hsm_show_is_refused() -> None:
+    text = load("hsm_show_62_initialized_logged_in").replace("Name: orders", "Name: payments")
+    with pytest.raises(ParseError, match="listed twice"):
+        parse_hsm_show(text)
+
+
 @settings(max_examples=40)
 @given(st.data())
 def test_hsm_show_ignores_whitespace_and_framing(data: st.DataObject) -> None:
@@ -459,6 +538,18 @@ def test_partition_list_non_numeric_objects_is_a_parse_error() -> None:
         parse_partition_list(text)
 
 
+def test_partition_rows_beside_there_are_no_partitions_are_refused() -> None:
+    text = load("partition_list_6x").replace("Command Result", "There are no partitions.\n\nCommand Result")
+    with pytest.raises(ParseError, match="There are no partitions"):
+        parse_partition_list(text)
+
+
+def test_a_partition_listed_twice_is_refused() -> None:
+    text = load("partition_list_6x").replace("orders ", "payments ")
+    with pytest.raises(ParseError, match="listed twice"):
+        parse_partition_list(text)
+
+
 def test_partition_list_failure_is_reported_not_parsed() -> None:
     text = (
         "Error:  'partition list' failed. (C0000001 : RC_GENERAL_ERROR)\n"
@@ -492,6 +583,18 @@ def test_client_list_without_rows_or_empty_message_is_a_parse_error() -> None:
         parse_client_list("[hsm-a] lunash:>client list\n\nCommand Result : 0 (Success)\n[hsm-a] lunash:>")
 
 
+def test_client_names_beside_no_clients_are_registered_are_refused() -> None:
+    text = load("client_list").replace("Command Result", "No clients are registered.\nCommand Result")
+    with pytest.raises(ParseError, match="No clients are registered"):
+        parse_client_list(text)
+
+
+def test_a_client_listed_twice_is_refused() -> None:
+    text = load("client_list").replace("batch-3f2a1c-r1", "web-3f2a1c-r1")
+    with pytest.raises(ParseError, match="listed twice"):
+        parse_client_list(text)
+
+
 def test_client_show_53_lists_assigned_partitions() -> None:
     assert parse_client_show(load("client_show_53")) == ClientInfo(
         name="web-3f2a1c-r2", hostname="web-3f2a1c-r2", partitions=("payments", "orders")
@@ -523,6 +626,32 @@ def test_client_show_with_empty_hostname_is_a_parse_error() -> None:
         parse_client_show(text)
 
 
+def test_client_show_of_another_client_is_refused() -> None:
+    assert parse_client_show(load("client_show_53"), "web-3f2a1c-r2").name == "web-3f2a1c-r2"
+    with pytest.raises(ParseError, match="not the client asked for"):
+        parse_client_show(load("client_show_53"), "web-3f2a1c-r1")
+
+
+def test_client_show_with_two_different_client_ids_is_refused() -> None:
+    text = load("client_show_53").replace("Hostname:", "ClientID:        web-3f2a1c-r1\nHostname:")
+    with pytest.raises(ParseError, match="two 'ClientID' lines"):
+        parse_client_show(text)
+
+
+def test_client_show_reads_unquoted_partition_names() -> None:
+    text = load("client_show_53").replace('"payments", "orders"', "payments, orders")
+    assert parse_client_show(text).partitions == ("payments", "orders")
+
+
+@pytest.mark.parametrize(
+    "value", ['"payments", orders', '"payments" "orders"', '"payments", ""', '"payments", "payments"']
+)
+def test_client_show_partitions_that_cannot_be_read_exactly_are_refused(value: str) -> None:
+    text = load("client_show_53").replace('"payments", "orders"', value)
+    with pytest.raises(ParseError, match="'Partitions'"):
+        parse_client_show(text)
+
+
 def test_client_fingerprint_is_upper_case_colon_hex() -> None:
     assert (
         parse_client_fingerprint(load("client_fingerprint"))
@@ -533,6 +662,15 @@ def test_client_fingerprint_is_upper_case_colon_hex() -> None:
 def test_client_fingerprint_of_unknown_client_raises_client_not_found() -> None:
     with pytest.raises(ClientNotFound):
         parse_client_fingerprint(load("client_fingerprint_unknown"))
+
+
+def test_two_different_client_fingerprints_are_refused() -> None:
+    text = load("client_fingerprint").replace(
+        "Command Result",
+        "Certificate fingerprint: 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\nCommand Result",
+    )
+    with pytest.raises(ParseError, match="two different 'Certificate fingerprint' lines"):
+        parse_client_fingerprint(text)
 
 
 def test_client_fingerprint_missing_is_a_parse_error() -> None:

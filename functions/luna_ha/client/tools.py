@@ -1,10 +1,12 @@
 """Running the Luna client tools (``vtl``, ``lunacm``) on an ASG member (REFERENCE §10).
 
 Every command is an argument list run without a shell, under a timeout, with stdin either closed or
-the answer the tool wants (``copy`` for the "existing objects" question of newGroup / addMember /
-createGroup, REFERENCE §0.10). The partition password is passed only to the HA commands that need
-it, as an argument; it is masked (``********``) in every display, journal entry and message, and in
-any output the tool echoes.
+the answers the tool asks for. No secret is ever an argument: an argument is readable by every
+local user in ``/proc/<pid>/cmdline`` while the tool runs. The HA commands that need the partition
+password (newGroup / addMember / createGroup) are run without ``-password``, so the tool prompts
+for it (``Enter the password:``, REFERENCE §10.6) and reads it from stdin, followed by ``copy`` for
+the "existing objects" question (REFERENCE §0.10). The password is masked (``********``) in any
+output the tool echoes, and in every message.
 
 A run fails when the exit status is non-zero, when any output line starts with ``Error:`` whatever
 the exit status (REFERENCE §0.9: vtl's exit status is not trustworthy), or when lunacm's result
@@ -93,9 +95,10 @@ class Generation:
     """How one Luna client generation is installed and spells its HA commands.
 
     The HA argument templates follow the tool and its prefix (``vtl haAdmin`` or
-    ``lunacm -c hagroup``); ``{label}``, ``{serial}``, ``{group}``, ``{retry}`` and ``{password}``
-    are replaced whole-token. ``group_by_label`` says whether addMember names the group by label
-    (lunacm) or by the number newGroup printed (vtl). ``recovery_key`` is where the setting the
+    ``lunacm -c hagroup``); ``{label}``, ``{serial}``, ``{group}`` and ``{retry}`` are replaced
+    whole-token. No template has a password: newGroup and addMember prompt for it.
+    ``group_by_label`` says whether addMember names the group by label (lunacm) or by the number
+    newGroup printed (vtl). ``recovery_key`` is where the setting the
     recovery command writes lives in Chrystoki.conf, and ``recovery_value`` the value it must have
     (None: any retry count other than 0).
     """
@@ -122,8 +125,8 @@ _VTL_51 = Generation(
     default_root="/usr/lunasa",
     ha_tool="vtl",
     ha_prefix=("haAdmin",),
-    new_group=("-newGroup", "-serialNum", "{serial}", "-label", "{label}", "-password", "{password}"),
-    add_member=("-addMember", "-serialNum", "{serial}", "-group", "{group}", "-password", "{password}"),
+    new_group=("-newGroup", "-serialNum", "{serial}", "-label", "{label}"),
+    add_member=("-addMember", "-serialNum", "{serial}", "-group", "{group}"),
     ha_only=("-HAOnly", "-enable"),
     recovery=("-autoRecovery", "-retry", "{retry}"),
     show=("-show",),
@@ -136,8 +139,8 @@ _VTL_53 = Generation(
     default_root="/usr/safenet/lunaclient",
     ha_tool="vtl",
     ha_prefix=("haAdmin",),
-    new_group=("newGroup", "-serialNum", "{serial}", "-label", "{label}", "-password", "{password}"),
-    add_member=("addMember", "-group", "{group}", "-serialNum", "{serial}", "-password", "{password}"),
+    new_group=("newGroup", "-serialNum", "{serial}", "-label", "{label}"),
+    add_member=("addMember", "-group", "{group}", "-serialNum", "{serial}"),
     ha_only=("HAOnly", "-enable"),
     recovery=("autoRecovery", "-retry", "{retry}"),
     show=("show",),
@@ -150,8 +153,8 @@ _LUNACM_7 = Generation(
     default_root="/usr/safenet/lunaclient",
     ha_tool="lunacm",
     ha_prefix=("-c", "hagroup"),
-    new_group=("createGroup", "-label", "{label}", "-serialNumber", "{serial}", "-password", "{password}"),
-    add_member=("addMember", "-group", "{label}", "-serialNumber", "{serial}", "-password", "{password}"),
+    new_group=("createGroup", "-label", "{label}", "-serialNumber", "{serial}"),
+    add_member=("addMember", "-group", "{label}", "-serialNumber", "{serial}"),
     ha_only=("haonly", "-enable"),
     recovery=("recoveryMode", "-mode", "activeEnhanced"),
     show=("listGroups",),
@@ -187,20 +190,22 @@ def _generation_of_version(major: int, minor: int) -> Generation:
 class ToolCommand:
     """One tool invocation: ``tool`` (``vtl`` or ``lunacm``) with ``args``, never through a shell.
 
-    ``args`` and ``secrets`` may hold the partition password: run ``args``, show ``display``.
+    ``secrets`` (the partition password) travel in ``stdin`` only, never in ``args``.
     """
 
     tool: str
     args: tuple[str, ...]
     name: str
     mutating: bool
-    stdin: str | None = None
+    stdin: str | None = field(default=None, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         for secret in self.secrets:
-            if secret not in self.args:
-                raise ValueError(f"{self.name}: a secret must be passed as one whole argument")
+            if any(secret in arg for arg in (self.tool, *self.args)):
+                raise ValueError(f"{self.name}: a secret cannot be a command-line argument")
+            if self.stdin is None or secret not in self.stdin:
+                raise ValueError(f"{self.name}: a secret is given to the tool on stdin")
 
     @property
     def display(self) -> str:
@@ -240,10 +245,10 @@ def _check_password(password: str) -> str:
     # Never echo the value: say only what is wrong with it.
     if not password:
         raise ClientToolError("the partition password is empty")
-    if password.startswith("-") or any(ord(c) < 32 or ord(c) == 127 for c in password):
+    if any(ord(c) < 32 or ord(c) == 127 for c in password):
+        # A line break would end the answer to the password prompt early and answer the next one.
         raise ClientToolError(
-            "the partition password cannot be passed to the client tool "
-            "(it starts with '-' or has control characters)"
+            "the partition password cannot be typed at the client tool's prompt (control characters)"
         )
     return password
 
@@ -263,20 +268,21 @@ def _ha_command(
     template: tuple[str, ...],
     *,
     mutating: bool,
-    stdin: str | None = None,
+    password: str | None = None,
     **values: str,
 ) -> ToolCommand:
+    """With ``password``: the tool is left to prompt for it, and stdin answers the prompt, then
+    the existing-objects question (``copy``)."""
     args = (*generation.ha_prefix, *_fill(template, values))
     sub = template[0].lstrip("-")
     prefix = "haAdmin" if generation.ha_tool == "vtl" else "hagroup"
-    password = values.get("password")
     return ToolCommand(
         tool=generation.ha_tool,
         args=args,
         name=f"{prefix} {sub}",
         mutating=mutating,
-        stdin=stdin,
-        secrets=(password,) if password and "{password}" in template else (),
+        stdin=None if password is None else f"{password}\n{COPY}",
+        secrets=() if password is None else (password,),
     )
 
 
@@ -311,10 +317,9 @@ def build_new_group(generation: Generation, label: str, serial: str, password: s
         generation,
         generation.new_group,
         mutating=True,
-        stdin=COPY,
+        password=_check_password(password),
         label=_check_label(label),
         serial=_check_serial(serial),
-        password=_check_password(password),
     )
 
 
@@ -326,11 +331,10 @@ def build_add_member(
         generation,
         generation.add_member,
         mutating=True,
-        stdin=COPY,
+        password=_check_password(password),
         label=_check_label(label),
         group="" if generation.group_by_label else _check_serial(group_number),
         serial=_check_serial(serial),
-        password=_check_password(password),
     )
 
 

@@ -230,6 +230,7 @@ HSM_SHOW_FIELDS: Final[Mapping[str, str]] = MappingProxyType(
         "hsm admin login status": "admin_login_status",
         "hsm admin login attempts left": "attempts_left",
         "space in use (bytes)": "space_in_use",
+        "number of partitions created": "partitions_created",  # 7.x
     }
 )
 HSM_SHOW_REQUIRED: Final = ("serial", "admin_login_status", "attempts_left")
@@ -242,6 +243,8 @@ HSM_SHOW_LABELS: Final[Mapping[str, str]] = MappingProxyType(
 )
 NO_LABEL_VALUES: Final = frozenset({"", "no label"})
 LOGGED_IN_VALUES: Final[Mapping[str, bool]] = MappingProxyType({"logged in": True, "not logged in": False})
+#: The zeroized marker. It decides only where lunash prints it as the value of the attempts-left
+#: field; the same words in a label or a partition name are free text, never a state.
 ZEROIZED_RE: Final = re.compile(r"HSM\s+IS\s+ZEROIZED", re.IGNORECASE)
 ATTEMPTS_LEFT_RE: Final = re.compile(r"^(?P<n>[0-9]+)\b")
 HSM_PARTITION_LINE_RE: Final = re.compile(
@@ -252,6 +255,8 @@ FIPS_RE: Final = re.compile(r"The\s+HSM\s+is\s+(?P<not>NOT\s+)?in\s+FIPS", re.IG
 # `partition list` (§8.2): rows after the `====` rule; layout chosen by the number of columns.
 NO_PARTITIONS_RE: Final = re.compile(r"^There\s+are\s+no\s+partitions\.?$", re.IGNORECASE)
 TABLE_RULE_RE: Final = re.compile(r"^[=\s-]*={3,}[=\s-]*$")
+#: A line that begins like a partition row (a serial, then a name).
+PARTITION_ROW_START_RE: Final = re.compile(r"^[0-9]+ \S")
 PARTITION_LIST_LAYOUTS: Final[Mapping[int, tuple[str, ...]]] = MappingProxyType(
     {
         6: ("serial", "name", "objects", "total", "used", "free"),  # 5.x / 6.x
@@ -261,7 +266,7 @@ PARTITION_LIST_LAYOUTS: Final[Mapping[int, tuple[str, ...]]] = MappingProxyType(
 
 # `client list` (§9.3), `client show` (§9.4), `client fingerprint` (§7).
 CLIENT_LIST_LINE_RE: Final = re.compile(
-    r"^registered\s+client\s+[0-9]+\s*:\s*(?P<name>\S(?:.*\S)?)\s*$", re.IGNORECASE
+    r"^registered\s+client\s+(?P<number>[0-9]+)\s*:\s*(?P<name>\S(?:.*\S)?)\s*$", re.IGNORECASE
 )
 NO_CLIENTS_RE: Final = re.compile(r"^No\s+clients\s+are\s+registered\.?$", re.IGNORECASE)
 CLIENT_SHOW_FIELDS: Final[Mapping[str, str]] = MappingProxyType(
@@ -271,6 +276,8 @@ CLIENT_SHOW_LABELS: Final[Mapping[str, str]] = MappingProxyType(
     {"name": "ClientID", "hostname": "Hostname", "partitions": "Partitions"}
 )
 NO_PARTITIONS_VALUE: Final = "<none>"
+#: `Partitions:` as `"p1", "p2"`: quoted names (no quote inside) separated by commas.
+QUOTED_NAMES_RE: Final = re.compile(r'"[^"]*"(?:\s*,\s*"[^"]*")*')
 FINGERPRINT_RE: Final = re.compile(
     r"^Certificate\s+fingerprint\s*:\s*(?P<fp>[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})+)\s*$", re.IGNORECASE
 )

@@ -195,24 +195,42 @@ def _int(command: str, label: str, value: str) -> int:
 
 
 def parse_hsm_show(text: str) -> HsmInfo:
+    """The HSM's state, decided from its fields only.
+
+    Zeroized means: the attempts-left field says ``HSM IS ZEROIZED`` (5.1, 7.x), or, with a numeric
+    attempts-left (5.3), no label, nothing stored and no partition. A label or a partition name is
+    free text and never decides anything, whatever words it holds. Output that says both (the
+    marker together with a label, listed partitions or space in use; a ``zeroized`` line outside
+    any field on an HSM whose fields say initialized; two different values of one field) raises
+    :class:`ParseError`: the caller stops rather than guess, since the guess may be ``hsm init``.
+    """
     command = "hsm show"
     lines = _data_lines(command, text)
     fields: dict[str, str] = {}
     partitions: list[tuple[str, str]] = []
+    no_partitions_line = False
+    loose_marker = False
     fips: bool | None = None
     for line in lines:
         partition = dialect.HSM_PARTITION_LINE_RE.match(line)
         if partition is not None:
             partitions.append((partition.group("serial"), partition.group("name")))
             continue
+        if dialect.NO_PARTITIONS_RE.match(line):
+            no_partitions_line = True
+            continue
         fips_match = dialect.FIPS_RE.search(line)
         if fips_match is not None:
             fips = fips_match.group("not") is None
             continue
         key, sep, value = line.partition(":")
-        field_name = dialect.HSM_SHOW_FIELDS.get(key.strip().lower())
-        if sep and field_name is not None and field_name not in fields:
-            fields[field_name] = value.strip()
+        field_name = dialect.HSM_SHOW_FIELDS.get(key.strip().lower()) if sep else None
+        if field_name is None:
+            loose_marker = loose_marker or dialect.ZEROIZED_RE.search(line) is not None
+            continue
+        value = value.strip()
+        if fields.setdefault(field_name, value) != value:
+            raise ParseError(command, f"two '{key.strip()}' lines with different values")
 
     for required in dialect.HSM_SHOW_REQUIRED:
         if required not in fields:
@@ -227,7 +245,6 @@ def parse_hsm_show(text: str) -> HsmInfo:
         raise ParseError(command, "'HSM Admin login status' is neither 'Logged In' nor 'Not Logged In'")
 
     attempts_text = fields["attempts_left"]
-    marker_zeroized = any(dialect.ZEROIZED_RE.search(line) for line in lines)
     attempts = dialect.ATTEMPTS_LEFT_RE.match(attempts_text)
     if attempts is not None:
         attempts_left: int | None = int(attempts.group("n"))
@@ -236,14 +253,52 @@ def parse_hsm_show(text: str) -> HsmInfo:
     else:
         raise ParseError(command, "'HSM Admin login attempts left' is neither a number nor 'HSM IS ZEROIZED'")
 
+    if len({serial for serial, _ in partitions}) != len(partitions) or len(
+        {name for _, name in partitions}
+    ) != len(partitions):
+        raise ParseError(command, "a partition serial or name is listed twice")
+    if partitions and no_partitions_line:
+        raise ParseError(command, "partitions are listed and 'There are no partitions.' is shown too")
+    if "partitions_created" in fields:
+        created = _int(command, "Number of partitions created", fields["partitions_created"])
+        if created != len(partitions):
+            raise ParseError(
+                command, f"'Number of partitions created' is {created} but {len(partitions)} are listed"
+            )
+
     raw_label = fields.get("label", "")
     label = None if raw_label.lower() in dialect.NO_LABEL_VALUES else raw_label
     space_in_use = (
         _int(command, "Space In Use (Bytes)", fields["space_in_use"]) if "space_in_use" in fields else None
     )
-    # 5.3 may print a numeric attempts-left on a zeroized HSM: there, no label and nothing stored
-    # means zeroized. Listed partitions always mean initialised (never risk an `hsm init` on them).
-    rule_53 = label is None and space_in_use == 0 and not partitions
+    initialized_by = [
+        why
+        for why, shown in (
+            ("a label", label is not None),
+            ("listed partitions", bool(partitions)),
+            ("space in use", bool(space_in_use)),
+        )
+        if shown
+    ]
+    if attempts_left is None:
+        if initialized_by:
+            raise ParseError(
+                command,
+                "the attempts-left field says HSM IS ZEROIZED but the output shows "
+                f"{', '.join(initialized_by)}; not deciding between zeroized and initialized",
+            )
+        zeroized = True
+    else:
+        # 5.3 may print a numeric attempts-left on a zeroized HSM: there, no label and nothing
+        # stored means zeroized. Listed partitions always mean initialized.
+        zeroized = label is None and space_in_use == 0 and not partitions
+    if loose_marker and not zeroized:
+        raise ParseError(
+            command,
+            "a line outside the fields says HSM IS ZEROIZED but the fields do not; "
+            "not deciding between zeroized and initialized",
+        )
+
     firmware = fields.get("firmware")
     software = fields.get("software_version")
     return HsmInfo(
@@ -254,7 +309,7 @@ def parse_hsm_show(text: str) -> HsmInfo:
         model=fields.get("model") or None,
         admin_logged_in=dialect.LOGGED_IN_VALUES[status],
         attempts_left=attempts_left,
-        zeroized=marker_zeroized or rule_53,
+        zeroized=zeroized,
         partitions=tuple(partitions),
         space_in_use=space_in_use,
         fips=fips,
@@ -265,9 +320,13 @@ def parse_hsm_show(text: str) -> HsmInfo:
 
 
 def parse_partition_list(text: str) -> tuple[PartitionInfo, ...]:
+    """The listed partitions. Rows together with 'There are no partitions.', or a serial or name
+    listed twice, raise :class:`ParseError`: what is listed decides creates and deletes."""
     command = "partition list"
     lines = _data_lines(command, text)
     if any(dialect.NO_PARTITIONS_RE.match(line) for line in lines):
+        if any(dialect.PARTITION_ROW_START_RE.match(line) for line in lines):
+            raise ParseError(command, "partition rows are listed and 'There are no partitions.' is shown too")
         return ()
     rule_at = next((i for i, line in enumerate(lines) if dialect.TABLE_RULE_RE.match(line)), None)
     if rule_at is None:
@@ -299,6 +358,8 @@ def parse_partition_list(text: str) -> tuple[PartitionInfo, ...]:
                 version=row.get("version"),
             )
         )
+    if len({r.serial for r in rows}) != len(rows) or len({r.name for r in rows}) != len(rows):
+        raise ParseError(command, "a partition serial or name is listed twice")
     return tuple(rows)
 
 
@@ -306,49 +367,75 @@ def parse_partition_list(text: str) -> tuple[PartitionInfo, ...]:
 
 
 def parse_client_list(text: str) -> tuple[str, ...]:
+    """The registered client names. Names together with 'No clients are registered.', or a name
+    or number listed twice, raise :class:`ParseError`: what is listed decides deletes."""
     command = "client list"
     lines = _data_lines(command, text)
-    names = tuple(m.group("name") for line in lines if (m := dialect.CLIENT_LIST_LINE_RE.match(line)))
-    if not names and not any(dialect.NO_CLIENTS_RE.match(line) for line in lines):
+    rows = [m for line in lines if (m := dialect.CLIENT_LIST_LINE_RE.match(line))]
+    names = tuple(m.group("name") for m in rows)
+    none_line = any(dialect.NO_CLIENTS_RE.match(line) for line in lines)
+    if not names and not none_line:
         raise ParseError(command, "no 'registered client <n>:' lines and no 'No clients are registered.'")
+    if names and none_line:
+        raise ParseError(command, "clients are listed and 'No clients are registered.' is shown too")
+    if len(set(names)) != len(names) or len({m.group("number") for m in rows}) != len(rows):
+        raise ParseError(command, "a client name or number is listed twice")
     return names
 
 
-def _partition_names(value: str) -> tuple[str, ...]:
+def _partition_names(command: str, value: str) -> tuple[str, ...]:
+    """``"p1", "p2"`` (every name quoted), ``p1, p2`` (none quoted) or ``<none>``; anything else,
+    a mix or an empty item, raises: a partition left out would be left assigned."""
     if value.lower() == dialect.NO_PARTITIONS_VALUE:
         return ()
-    quoted = re.findall(r'"([^"]*)"', value)
-    names = quoted if quoted else value.split(",")
-    return tuple(name.strip() for name in names if name.strip())
+    items = [item.strip() for item in value.split(",")] if '"' not in value else None
+    if items is None:
+        if not dialect.QUOTED_NAMES_RE.fullmatch(value):
+            raise ParseError(command, "'Partitions' is neither a list of quoted names nor of plain names")
+        items = re.findall(r'"([^"]*)"', value)
+    if not all(items):
+        raise ParseError(command, "'Partitions' has an empty name")
+    if len(set(items)) != len(items):
+        raise ParseError(command, "'Partitions' names a partition twice")
+    return tuple(items)
 
 
-def parse_client_show(text: str) -> ClientInfo:
+def parse_client_show(text: str, client: str | None = None) -> ClientInfo:
+    """The client's hostname and assigned partitions. With ``client``, output about another client
+    (``ClientID`` differs) raises :class:`ParseError`, as do two different values of one field."""
     command = "client show"
     lines = _data_lines(command, text)
     fields: dict[str, str] = {}
     for line in lines:
         key, sep, value = line.partition(":")
-        field_name = dialect.CLIENT_SHOW_FIELDS.get(key.strip().lower())
-        if sep and field_name is not None and field_name not in fields:
-            fields[field_name] = value.strip()
+        field_name = dialect.CLIENT_SHOW_FIELDS.get(key.strip().lower()) if sep else None
+        if field_name is None:
+            continue
+        value = value.strip()
+        if fields.setdefault(field_name, value) != value:
+            raise ParseError(command, f"two '{key.strip()}' lines with different values")
     for required, label in dialect.CLIENT_SHOW_LABELS.items():
         if required not in fields:
             raise ParseError(command, f"no '{label}' line")
         if required != "partitions" and not fields[required]:
             raise ParseError(command, f"'{label}' is empty")
+    if client is not None and fields["name"] != client:
+        raise ParseError(command, "'ClientID' is not the client asked for")
     return ClientInfo(
         name=fields["name"],
         hostname=fields["hostname"],
-        partitions=_partition_names(fields["partitions"]),
+        partitions=_partition_names(command, fields["partitions"]),
     )
 
 
 def parse_client_fingerprint(text: str) -> str:
-    """The fingerprint as colon-separated upper-case hex bytes."""
+    """The fingerprint as colon-separated upper-case hex bytes. Two different fingerprints raise
+    :class:`ParseError`: a mismatch with the published certificate replaces the registration."""
     command = "client fingerprint"
     lines = _data_lines(command, text)
-    for line in lines:
-        match = dialect.FINGERPRINT_RE.match(line)
-        if match is not None:
-            return match.group("fp").upper()
-    raise ParseError(command, "no 'Certificate fingerprint: XX:XX:…' line")
+    found = {m.group("fp").upper() for line in lines if (m := dialect.FINGERPRINT_RE.match(line))}
+    if len(found) > 1:
+        raise ParseError(command, "two different 'Certificate fingerprint' lines")
+    if not found:
+        raise ParseError(command, "no 'Certificate fingerprint: XX:XX:…' line")
+    return found.pop()

@@ -62,6 +62,8 @@ FAILED: Final = "FAILED"
 _REQUIRED_FIELDS: Final = ("Status", "PhysicalResourceId", "StackId", "RequestId", "LogicalResourceId")
 _KNOWN_FIELDS: Final = frozenset({*_REQUIRED_FIELDS, "Reason", "NoEcho", "Data"})
 _SOCKET_TIMEOUT: Final = 10.0
+#: What :meth:`ResponseReceiver.misbehave` can do to a reply.
+REPLY_FAULTS: Final = ("trickle", "cut")
 
 
 class NoResponse(TimeoutError):
@@ -233,6 +235,9 @@ class ResponseReceiver:
     :meth:`new_response_url` issues a unique pre-signed-looking URL for an event; a ``PUT`` to it
     with a well-formed response document is recorded and answered ``200`` (as S3 would). Responses
     are counted per ``RequestId`` (:meth:`count`) so that tests can assert one answer per event.
+
+    :meth:`misbehave` makes it a hostile endpoint: every response is still read and recorded, but
+    the reply is trickled one byte at a time (``trickle``) or cut off mid-status-line (``cut``).
     """
 
     def __init__(self, *, set_environment: bool = True, keep_default_cas: bool = True) -> None:
@@ -243,6 +248,7 @@ class ResponseReceiver:
         self._responses: list[ReceivedResponse] = []
         self._rejected: list[RejectedResponse] = []
         self._handshake_failures = 0
+        self._reply_fault: tuple[str, float] | None = None
         self._server: _HTTPSServer | None = None
         self._thread: threading.Thread | None = None
         self._tmpdir: Path | None = None
@@ -341,6 +347,24 @@ class ResponseReceiver:
         if self._ca_file is None or self._tmpdir is None:
             raise RuntimeError("the receiver is not running")
         return self._ca_file
+
+    # -- faults ------------------------------------------------------------------------------------
+
+    def misbehave(self, fault: str | None, *, interval: float = 5.0) -> None:
+        """How the reply to each later accepted ``PUT`` goes wrong (``None``: it does not).
+
+        ``trickle``: the ``200`` reply is written one byte every ``interval`` seconds (until the
+        sender hangs up); ``cut``: only ``HTT`` of the status line is written, then the connection
+        is closed. Either way the response itself was read and counts as received.
+        """
+        if fault not in (None, *REPLY_FAULTS):
+            raise ValueError(f"unknown reply fault {fault!r} (one of {', '.join(REPLY_FAULTS)})")
+        with self._cond:
+            self._reply_fault = None if fault is None else (fault, interval)
+
+    def _reply_fault_now(self) -> tuple[str, float] | None:
+        with self._cond:
+            return self._reply_fault
 
     # -- URLs --------------------------------------------------------------------------------------
 
@@ -631,7 +655,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         status, why = self.server.receiver._handle_put(
             self.path, self.headers.get("Content-Length"), self.rfile.read
         )
+        fault = self.server.receiver._reply_fault_now()
+        if status == 200 and fault is not None:
+            self._misbehave(*fault)
+            return
         self._answer(status, why)
+
+    def _misbehave(self, fault: str, interval: float) -> None:
+        self.close_connection = True
+        reply = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        try:
+            if fault == "cut":
+                self.wfile.write(reply[:3])
+                return
+            for index in range(len(reply)):
+                self.wfile.write(reply[index : index + 1])
+                self.wfile.flush()
+                time.sleep(interval)
+        except OSError:
+            return  # the sender hung up
 
     def do_GET(self) -> None:
         self._answer(405, "method not allowed")

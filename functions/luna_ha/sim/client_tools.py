@@ -22,13 +22,23 @@ Other environment variables (all optional except where said):
 * ``LUNA_HA_SIM_ROOT``, ``LUNA_HA_SIM_CLIENT_GENERATION`` (``5.1``, ``5.3``, ``7``): set by the bin
   scripts. ``LUNA_HA_SIM_CLIENT_VERSION`` overrides the version ``vtl ver`` prints.
 * ``LUNA_HA_SIM_DEFAULT_CONFIG``: the Chrystoki.conf used when ``ChrystokiConfigurationPath`` is unset.
-* ``LUNA_HA_SIM_PASSWORD``: when set, HA commands fail unless given this partition password.
+* ``LUNA_HA_SIM_PASSWORD``: when set, HA commands fail unless given this partition password; and
+  any invocation fails (exit 97, an ``Error:`` line, journalled with ``secret_on_command_line``)
+  when this password is in its own ``/proc/self/cmdline`` or arguments, where every local user
+  could read it.
 * ``LUNA_HA_SIM_JOURNAL``: a file to which every invocation is appended as a JSON line (passwords
   masked).
 * ``LUNA_HA_SIM_FAULTS``: comma-separated ``<command>=<fault>``, ``<command>`` as in the journal
   (``addServer``, ``verify``, ``haAdmin newGroup``, ``hagroup createGroup``…, case-insensitive);
   ``<fault>`` is ``error0`` (print an ``Error:`` line, exit 0, change nothing), ``exit<N>`` (print
   a message without ``Error:``, exit N, change nothing) or ``hang`` (sleep for an hour).
+
+The HA commands that need the partition password (``haAdmin newGroup`` / ``addMember``,
+``hagroup createGroup`` / ``addMember`` / ``listGroups``) take ``-password <pw>`` as the real tools
+do, and without it prompt ``Enter the password: `` and read one line from stdin (REFERENCE §10.6
+gives this prompt for ``listGroups``; that newGroup / addMember / createGroup prompt the same way
+is this simulator's reading of REFERENCE §0.4, "omitted passwords are prompted for"). The journal
+says where the password came from (``password_from``: ``prompt`` or ``argument``).
 
 Output texts follow REFERENCE §10 where it gives them; the rest (marked ``[U]`` there) is this
 simulator's choice, kept short and in the same style.
@@ -67,6 +77,9 @@ VERSIONS = {"5.1": "5.1.0-25", "5.3": "6.2.2-4", "7": "7.4.0-226"}
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\s*", re.DOTALL)
 _LUNACM_OK = "Command Result : No Error"
 _LUNACM_FAILED = "Command Result : 0x00000005 (CKR_GENERAL_ERROR)"
+ENTER_PROMPT = "Enter the password: "
+#: Exit status of an invocation that found the partition password on its own command line.
+SECRET_ON_COMMAND_LINE_EXIT = 97
 
 
 class _Fail(Exception):
@@ -87,6 +100,8 @@ class _Env:
     password: str | None
     out: TextIO
     stdin: TextIO
+    #: Where the partition password of this invocation came from: "prompt", "argument" or "".
+    pin_source: str = ""
 
     @classmethod
     def load(cls, out: TextIO, stdin: TextIO) -> _Env:
@@ -277,6 +292,20 @@ def _vtl_list_slots(env: _Env, args: Sequence[str]) -> None:
 # --- HA (vtl haAdmin and lunacm hagroup share the state changes) ---------------------------------
 
 
+def _password(env: _Env, options: dict[str, str]) -> str:
+    """``-password`` when given, else the line typed at the password prompt (stdin)."""
+    if "password" in options:
+        env.pin_source = "argument"
+        return options["password"]
+    env.out.write(ENTER_PROMPT)
+    env.out.flush()
+    line = env.stdin.readline()
+    if not line:
+        raise _Fail("Error: no password entered")
+    env.pin_source = "prompt"
+    return line.rstrip("\r\n")
+
+
 def _check_password(env: _Env, password: str, serial: str) -> None:
     if env.password is not None and password != env.password:
         raise _Fail(f"Error: Login to the partition with serial number {serial} failed (CKR_PIN_INCORRECT).")
@@ -389,13 +418,13 @@ def _vtl_ha_admin(env: _Env, args: Sequence[str]) -> None:
     sub = sub.lstrip("-").lower()
     options = _options(args[1:])
     if sub == "newgroup":
-        serial, label, password = _need(options, "serialNum", "label", "password")
-        _create_group(env, label, serial, password)
+        serial, label = _need(options, "serialNum", "label")
+        _create_group(env, label, serial, _password(env, options))
     elif sub == "addmember":
-        serial, number, password = _need(options, "serialNum", "group", "password")
+        serial, number = _need(options, "serialNum", "group")
         conf = env.conf()
         group = next((g for g in ha_groups(conf) if g.serial == number), None)
-        _add_member(env, group, number, serial, password)
+        _add_member(env, group, number, serial, _password(env, options))
     elif sub == "haonly":
         _set_ha_only(env, options)
     elif sub == "autorecovery":
@@ -423,11 +452,11 @@ def _lunacm_hagroup(env: _Env, args: Sequence[str]) -> None:
     sub = args[0].lower()
     options = _options(args[1:])
     if sub == "creategroup":
-        label, serial, password = _need(options, "label", "serialNumber", "password")
-        _create_group(env, label, serial, password)
+        label, serial = _need(options, "label", "serialNumber")
+        _create_group(env, label, serial, _password(env, options))
     elif sub == "addmember":
-        label, serial, password = _need(options, "group", "serialNumber", "password")
-        _add_member(env, find_ha_group(env.conf(), label), label, serial, password)
+        label, serial = _need(options, "group", "serialNumber")
+        _add_member(env, find_ha_group(env.conf(), label), label, serial, _password(env, options))
     elif sub == "haonly":
         _set_ha_only(env, options)
     elif sub == "recoverymode":
@@ -439,10 +468,7 @@ def _lunacm_hagroup(env: _Env, args: Sequence[str]) -> None:
         env.save(conf)
         env.print(f"HA recovery mode set to {mode}.")
     elif sub == "listgroups":
-        if "password" not in options:
-            env.out.write("Enter the password: ")
-            if not env.stdin.readline():
-                raise _Fail("Error: no password entered")
+        _password(env, options)
         _show_groups(env, "lunacm")
     else:
         raise _Fail(f"Error: '{args[0]}' is not a valid hagroup command.")
@@ -498,12 +524,35 @@ def _faults() -> dict[str, str]:
     return faults
 
 
-def _journal(tool: str, name: str, args: Sequence[str], code: int) -> None:
+def _secret_on_command_line(args: Sequence[str]) -> bool:
+    """Whether the partition password (``LUNA_HA_SIM_PASSWORD``) is in this process's arguments or
+    in ``/proc/self/cmdline``, which every local user can read while the process runs."""
+    password = os.environ.get("LUNA_HA_SIM_PASSWORD")
+    if not password:
+        return False
+    if any(password in arg for arg in args):
+        return True
+    try:
+        cmdline = Path("/proc/self/cmdline").read_bytes()
+    except OSError:
+        return False
+    return password.encode() in cmdline
+
+
+def _journal(tool: str, name: str, args: Sequence[str], code: int, *, source: str, exposed: bool) -> None:
     path = os.environ.get("LUNA_HA_SIM_JOURNAL")
     if not path:
         return
     sub = name.split()[-1].lower() if name else ""
-    entry = {"tool": tool, "command": name, "args": _masked(args), "mutating": sub in _MUTATING, "exit": code}
+    entry = {
+        "tool": tool,
+        "command": name,
+        "args": _masked(args),
+        "mutating": sub in _MUTATING,
+        "exit": code,
+        "password_from": source,
+        "secret_on_command_line": exposed,
+    }
     with open(path, "a", encoding="utf-8") as journal:
         journal.write(json.dumps(entry) + "\n")
 
@@ -541,7 +590,15 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, stdin:
     tool, args = argv[0], argv[1:]
     code = 0
     lunacm = tool == "lunacm"
+    exposed = _secret_on_command_line(argv)
+    env: _Env | None = None
     try:
+        if exposed:
+            raise _Fail(
+                f"Error: the partition password is on the command line of process {os.getpid()}, "
+                "readable by every local user in /proc/<pid>/cmdline",
+                code=SECRET_ON_COMMAND_LINE_EXIT,
+            )
         env = _Env.load(out, stdin)
         if lunacm:
             version = os.environ.get("LUNA_HA_SIM_CLIENT_VERSION") or VERSIONS.get(
@@ -558,7 +615,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, stdin:
         if lunacm:
             out.write("\n" + _LUNACM_FAILED + "\n")
         code = failure.code
-    _journal(tool, _command_name(tool, args), args, code)
+    source = env.pin_source if env is not None else ""
+    _journal(tool, _command_name(tool, args), args, code, source=source, exposed=exposed)
     out.flush()
     return code
 
