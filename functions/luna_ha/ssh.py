@@ -45,17 +45,62 @@ log = logging.getLogger(__name__)
 MASK = "********"
 _SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
-# Algorithms that old Luna SA 5.x/6.x sshd may need. Off unless an appliance asks for them.
-LEGACY_ALGORITHMS: dict[str, list[str]] = {
-    "keys": ["ssh-rsa"],
-    "pubkeys": ["ssh-rsa"],
-    "kex": [
+# What a session offers. An allow-list, not a deny-list: an algorithm a newer paramiko adds is not
+# offered until it is listed here. SHA-1 and MD5 (in kex, host-key signatures and MACs), CBC and
+# 3DES are never offered unless the appliance's `LegacyAlgorithms` is true.
+MODERN_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "kex": (
+        "curve25519-sha256@libssh.org",
+        "ecdh-sha2-nistp256",
+        "ecdh-sha2-nistp384",
+        "ecdh-sha2-nistp521",
+        "diffie-hellman-group16-sha512",
+        "diffie-hellman-group-exchange-sha256",
+        "diffie-hellman-group14-sha256",
+    ),
+    "keys": (
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "rsa-sha2-512",
+        "rsa-sha2-256",
+    ),
+    "ciphers": (
+        "aes128-ctr",
+        "aes192-ctr",
+        "aes256-ctr",
+        "aes128-gcm@openssh.com",
+        "aes256-gcm@openssh.com",
+    ),
+    "macs": (
+        "hmac-sha2-256",
+        "hmac-sha2-512",
+        "hmac-sha2-256-etm@openssh.com",
+        "hmac-sha2-512-etm@openssh.com",
+    ),
+}
+
+# What `LegacyAlgorithms: true` adds, for old Luna SA 5.x/6.x sshd (README lists the same).
+# "keys" are host-key algorithms; ssh-rsa is also allowed for the manager's own RSA key then.
+LEGACY_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "kex": (
         "diffie-hellman-group-exchange-sha1",
         "diffie-hellman-group14-sha1",
         "diffie-hellman-group1-sha1",
-    ],
-    "ciphers": ["aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"],
+    ),
+    "keys": ("ssh-rsa",),
+    "ciphers": ("aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"),
+    "macs": ("hmac-sha1", "hmac-sha1-96", "hmac-md5", "hmac-md5-96"),
 }
+
+
+def offered_algorithms(legacy: bool) -> dict[str, tuple[str, ...]]:
+    """The algorithms a session may offer, per kind; legacy ones after the modern ones."""
+    return {
+        kind: modern + (LEGACY_ALGORITHMS[kind] if legacy else ())
+        for kind, modern in MODERN_ALGORITHMS.items()
+    }
 
 
 # Host-key signature algorithms that can prove a key of each type.
@@ -176,18 +221,8 @@ class LunaShell:
                 t.label, step, f"cannot reach {t.host}:{t.port} ({exc.strerror or exc})"
             ) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        disabled = {} if t.legacy_algorithms else LEGACY_ALGORITHMS
-        transport = paramiko.Transport(sock, disabled_algorithms=disabled)
+        transport = client_transport(sock, legacy=t.legacy_algorithms, pinned=t.pin.algorithm)
         self._transport = transport
-        if t.pin.algorithm is not None:
-            # Ask for the pinned key's type only, so an appliance with several host keys presents
-            # the pinned one. An `ssh-rsa` key is signed with rsa-sha2-* unless legacy is enabled.
-            options = transport.get_security_options()
-            wanted = [
-                k for k in _SIGNATURES.get(t.pin.algorithm, (t.pin.algorithm,)) if k in options.key_types
-            ]
-            if wanted:
-                options.key_types = tuple(wanted)
         try:
             transport.start_client(timeout=timeout)
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -458,6 +493,30 @@ class LunaShell:
         if self._channel is None or self._channel.closed:
             raise ConnectionLost(self.target.label, step, "the lunash shell is not open")
         return self._channel
+
+
+def client_transport(sock: socket.socket, *, legacy: bool, pinned: str | None) -> paramiko.Transport:
+    """A client transport on ``sock`` that offers only :func:`offered_algorithms` (not started)."""
+    allowed = offered_algorithms(legacy)
+    # Client public-key algorithms are not in the security options: ssh-rsa (SHA-1) is disabled here.
+    transport = paramiko.Transport(sock, disabled_algorithms={} if legacy else {"pubkeys": ["ssh-rsa"]})
+    options = transport.get_security_options()
+    options.kex = _allowed(allowed["kex"], options.kex)
+    options.key_types = _allowed(allowed["keys"], options.key_types)
+    options.ciphers = _allowed(allowed["ciphers"], options.ciphers)
+    options.digests = _allowed(allowed["macs"], options.digests)
+    if pinned is not None:
+        # Ask for the pinned key's type only, so an appliance with several host keys presents
+        # the pinned one. An `ssh-rsa` key is signed with rsa-sha2-* unless legacy is enabled.
+        wanted = _allowed(_SIGNATURES.get(pinned, (pinned,)), options.key_types)
+        if wanted:
+            options.key_types = wanted
+    return transport
+
+
+def _allowed(preferred: Sequence[str], available: Collection[str]) -> tuple[str, ...]:
+    """``preferred``, in its order, without what paramiko does not have."""
+    return tuple(name for name in preferred if name in available)
 
 
 def _strip_echo_and_prompt(raw: str) -> str:

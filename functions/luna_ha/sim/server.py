@@ -9,6 +9,8 @@
   ``TCP_NODELAY`` on every accepted socket; paramiko's server-side logging goes to the silenced
   ``luna_ha.sim.transport`` logger.
 * Host key: a generated ed25519 key (plus an RSA 2048 key with ``rsa_host_key=True``).
+  ``algorithms`` narrows what the server offers, per kind (``kex``, ``keys``, ``ciphers``,
+  ``macs``), to play an old appliance: ``algorithms={"macs": ["hmac-md5"]}``.
   Authentication: user ``manager`` (by default) with a generated random password, and the
   ``authorized_key`` (an OpenSSH public key line) when given.
 * ``session`` channels only. A shell request gets an interactive lunash: ``ShellSession`` behind
@@ -34,7 +36,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -64,6 +66,8 @@ EXEC_REFUSED = (
     "use an interactive shell.\r\n"
 )
 _REQUEST_TIMEOUT = 10.0
+#: ``algorithms`` kinds -> paramiko ``SecurityOptions`` attributes.
+_ALGORITHM_OPTIONS = {"kex": "kex", "keys": "key_types", "ciphers": "ciphers", "macs": "digests"}
 
 _transport_log = logging.getLogger(TRANSPORT_LOG)
 _transport_log.setLevel(logging.CRITICAL + 1)
@@ -223,6 +227,7 @@ class SimulatedAppliance:
         key_type: KeyType = "rsa",
         latency: Mapping[str, float] | None = None,
         default_latency: float = 0.0,
+        algorithms: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if initialized:
             admin_password = admin_password or secrets.token_urlsafe(12)
@@ -236,6 +241,11 @@ class SimulatedAppliance:
         self.username = username
         self.password = password or secrets.token_urlsafe(16)
         self.authorized_key = authorized_key
+        unknown = set(algorithms or {}) - set(_ALGORITHM_OPTIONS)
+        if unknown:
+            kinds = ", ".join(_ALGORITHM_OPTIONS)
+            raise ValueError(f"unknown algorithm kinds {sorted(unknown)} (use {kinds})")
+        self.algorithms = {kind: tuple(names) for kind, names in (algorithms or {}).items()}
         self.state = ApplianceState.create(
             hostname=hostname,
             serial=serial or str(secrets.randbelow(900_000) + 100_000),
@@ -365,6 +375,9 @@ class SimulatedAppliance:
         transport.set_log_channel(TRANSPORT_LOG)
         for key in self._keys_to_present():
             transport.add_server_key(key)
+        options = transport.get_security_options()
+        for kind, names in self.algorithms.items():
+            setattr(options, _ALGORITHM_OPTIONS[kind], names)
         handler = _SshHandler(self)
         with self._lock:
             self._transports.add(transport)
