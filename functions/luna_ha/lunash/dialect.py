@@ -103,6 +103,18 @@ INTERACTIVE_PROMPTS: Final[tuple[PromptPattern, ...]] = (
     ),
 )
 
+#: A login that must change its password before lunash opens (§1.1: first login with the factory
+#: password; Luna 7 prints the banner, a notice, then `New password:`). Never answered: the
+#: operator logs in once by hand and sets the password the manager secret then holds.
+PASSWORD_CHANGE_PATTERNS: Final = (
+    re.compile(r"you\s+must\s+change\s+your\s+password", re.IGNORECASE),
+    re.compile(r"Changing\s+password\s+for\s+user", re.IGNORECASE),
+    re.compile(
+        r"(?:^|[\r\n])[^\S\r\n]*(?:\(current\)[^\r\n]*|New|Retype\s+new)\s+password\s*:[^\S\r\n]*\Z",
+        re.IGNORECASE,
+    ),
+)
+
 #: The same table split by kind, as flat pattern tuples for a stream reader.
 CONFIRM_PROMPT_PATTERNS: Final = tuple(
     p.regex for p in INTERACTIVE_PROMPTS if p.kind is PromptKind.CONFIRMATION

@@ -11,6 +11,9 @@
 * Host key: a generated ed25519 key (plus an RSA 2048 key with ``rsa_host_key=True``).
   ``algorithms`` narrows what the server offers, per kind (``kex``, ``keys``, ``ciphers``,
   ``macs``), to play an old appliance: ``algorithms={"macs": ["hmac-md5"]}``.
+* ``password_change_required=True`` (settable at any time): a new shell first asks for a new
+  password, as at a Luna 7 appliance's first login (``terminal.py``); once changed, ``password``
+  is the new one and later logins open lunash at once.
   Authentication: user ``manager`` (by default) with a generated random password, and the
   ``authorized_key`` (an OpenSSH public key line) when given.
 * ``session`` channels only. A shell request gets an interactive lunash: ``ShellSession`` behind
@@ -51,7 +54,7 @@ from paramiko.common import (
 )
 
 from luna_ha.sim.appliance import CommandLine, ShellSession
-from luna_ha.sim.faults import Direction, Faults
+from luna_ha.sim.faults import FLOOD_FILE_SIZE, Direction, Faults
 from luna_ha.sim.journal import Journal
 from luna_ha.sim.keys import key_fingerprint, key_line, make_ed25519_host_key, make_rsa_host_key
 from luna_ha.sim.scp import ScpError, parse_scp_command, serve_download, serve_upload
@@ -190,6 +193,13 @@ class _TransferFaults:
             return
         if action.kind == "fail":
             raise ScpError(f"scp: {name}: {action.message}")
+        if action.kind == "flood":
+            if self._direction == "download":
+                self._channel.sendall(f"C0644 {FLOOD_FILE_SIZE} {name}\n".encode())
+            else:
+                self._channel.sendall(b"\x01scp: ")
+            self._faults.stream_flood(self._channel.sendall, self._abandoned)
+            raise _TransferCut
         if action.kind == "hang":
             assert action.hang is not None
             if not action.hang.hold(self._abandoned):
@@ -228,6 +238,7 @@ class SimulatedAppliance:
         latency: Mapping[str, float] | None = None,
         default_latency: float = 0.0,
         algorithms: Mapping[str, Sequence[str]] | None = None,
+        password_change_required: bool = False,
     ) -> None:
         if initialized:
             admin_password = admin_password or secrets.token_urlsafe(12)
@@ -241,6 +252,7 @@ class SimulatedAppliance:
         self.username = username
         self.password = password or secrets.token_urlsafe(16)
         self.authorized_key = authorized_key
+        self.password_change_required = password_change_required
         unknown = set(algorithms or {}) - set(_ALGORITHM_OPTIONS)
         if unknown:
             kinds = ", ".join(_ALGORITHM_OPTIONS)
@@ -414,6 +426,8 @@ class SimulatedAppliance:
                         echo=request.pty and request.echo,
                         faults=self.faults,
                         stopping=self._stopping,
+                        password_change=self._password_changed if self.password_change_required else None,
+                        username=self.username,
                     ).run()
                     status: int | None = 0
                 else:
@@ -475,6 +489,10 @@ class SimulatedAppliance:
             return None
         self.journal.finish(seq, 0)
         return 0
+
+    def _password_changed(self, new: str) -> None:
+        self.password = new
+        self.password_change_required = False
 
     def _store_file(self, name: str, data: bytes) -> None:
         with self.state.lock:
