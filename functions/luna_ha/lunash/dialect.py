@@ -134,6 +134,7 @@ class Outcome(enum.Enum):
     ALREADY_REGISTERED = "already registered"
     NOT_ASSIGNED = "not assigned"
     NO_SUCH_CLIENT = "no such client"
+    NO_SUCH_FILE = "no such file"
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,12 @@ KNOWN_MESSAGES: Final[tuple[KnownMessage, ...]] = (
         Outcome.NO_SUCH_CLIENT,
         re.compile(r"Specified\s+client\s+does\s+not\s+exist|RC_OBJECT_NOT_IN_LIST", re.IGNORECASE),
         frozenset({"client revokePartition", "client delete", "client show", "client fingerprint"}),
+    ),
+    # The wording is not in REFERENCE.md; "does not exist" is lunash's phrase for absent objects.
+    KnownMessage(
+        Outcome.NO_SUCH_FILE,
+        re.compile(r"does\s+not\s+exist|No\s+such\s+file", re.IGNORECASE),
+        frozenset({"my file delete"}),
     ),
 )
 
@@ -211,6 +218,10 @@ COMMANDS: Final[Mapping[str, CommandSpec]] = _specs(
     CommandSpec("client show", mutating=False, sensitive=False, timeout=DEFAULT_TIMEOUT, force=False),
     CommandSpec("client delete", mutating=True, sensitive=False, timeout=DEFAULT_TIMEOUT, force=True),
     CommandSpec("client fingerprint", mutating=False, sensitive=False, timeout=DEFAULT_TIMEOUT, force=False),
+    # Removes a file from the manager's home directory (the client certificate uploaded for
+    # `client register`). Not in REFERENCE.md: this is the form of Thales' lunash reference,
+    # `my file delete -file <name> [-force]`, with full option names (`-f` would be ambiguous).
+    CommandSpec("my file delete", mutating=True, sensitive=False, timeout=DEFAULT_TIMEOUT, force=True),
 )
 
 FORCE_OPTION: Final = "-force"
