@@ -22,7 +22,7 @@ from luna_ha.lunash.parsers import (
     parse_partition_list,
 )
 from luna_ha.ownership import parse_registration
-from luna_ha.planner import RECORDS, Action, ApplianceState, Registration, Step
+from luna_ha.planner import RECORDS, Action, ApplianceState, Registration, Step, uploaded_file
 from luna_ha.ssh import LunaShell
 
 SERVER_CERT_FILE = "server.pem"
@@ -36,6 +36,7 @@ STEP_BUDGET: dict[Action, float] = {
     Action.PARTITION_CREATE: 60.0,
     Action.UPLOAD_CERT: 10.0,
     Action.CLIENT_REGISTER: 15.0,
+    Action.FILE_DELETE: 15.0,
     Action.CLIENT_ASSIGN: 15.0,
     Action.CLIENT_REVOKE: 15.0,
     Action.CLIENT_DELETE: 15.0,
@@ -53,6 +54,7 @@ ALREADY_DONE: dict[Action, frozenset[Outcome]] = {
     Action.CLIENT_ASSIGN: frozenset({Outcome.ALREADY_ASSIGNED}),
     Action.CLIENT_REVOKE: frozenset({Outcome.NOT_ASSIGNED, Outcome.NO_SUCH_CLIENT}),
     Action.CLIENT_DELETE: frozenset({Outcome.NO_SUCH_CLIENT}),
+    Action.FILE_DELETE: frozenset({Outcome.NO_SUCH_FILE}),
 }
 
 
@@ -146,7 +148,7 @@ def apply_steps(
                 raise ValueError(f"step '{step}' is a record and no recorder was given")
             record(step)
         elif step.action is Action.UPLOAD_CERT:
-            shell.put_file(f"{step.target}.pem", certificates[step.target].encode(), step=str(step))
+            shell.put_file(uploaded_file(step.target), certificates[step.target].encode(), step=str(step))
         else:
             shell.run(_command_for(step, secrets), step=str(step), tolerate=ALREADY_DONE.get(step.action, ()))
         done.append(step)
@@ -175,6 +177,8 @@ def _command_for(step: Step, secrets: GroupSecrets) -> lc.Command:
         return lc.build_client_revoke(target, step.partition)
     if action is Action.CLIENT_DELETE:
         return lc.build_client_delete(target)
+    if action is Action.FILE_DELETE:
+        return lc.build_file_delete(target)
     if action is Action.PARTITION_DELETE:
         return lc.build_partition_delete(target)
     raise ValueError(f"no lunash command for {action}")

@@ -80,5 +80,13 @@ class UnexpectedPrompt(ApplianceError):
     """lunash asked a question that automation never answers blindly."""
 
 
+class OutputTooLarge(ApplianceError):
+    """The appliance sent more than a step (or a session) may read: a flooding or broken peer."""
+
+
+class PasswordChangeRequired(ApplianceError):
+    """The appliance wants the manager's password changed before it opens lunash (a first login)."""
+
+
 class ZeroizationGuard(ApplianceError):
     """Logging in as HSM Admin is refused because a failure could zeroize the HSM."""

@@ -25,6 +25,7 @@ class Action(StrEnum):
     PARTITION_CREATE = "partition create"
     UPLOAD_CERT = "upload certificate"
     CLIENT_REGISTER = "client register"
+    FILE_DELETE = "my file delete"  # target: a file name in the appliance's home directory
     CLIENT_ASSIGN = "client assignPartition"
     CLIENT_REVOKE = "client revokePartition"
     CLIENT_DELETE = "client delete"
@@ -184,6 +185,8 @@ def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step,
                 current = None
             if current is None:
                 steps += [Step(Action.UPLOAD_CERT, name), Step(Action.CLIENT_REGISTER, name)]
+                # The registration holds the certificate now: the uploaded copy is not needed.
+                steps.append(Step(Action.FILE_DELETE, uploaded_file(name)))
                 steps.append(Step(Action.CLIENT_ASSIGN, name, partition))
             elif partition not in current.partitions:
                 steps.append(Step(Action.CLIENT_ASSIGN, name, partition))
@@ -220,7 +223,15 @@ def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step,
 def _remove_registration(registration: Registration) -> list[Step]:
     steps = [Step(Action.CLIENT_REVOKE, registration.name, p) for p in registration.partitions]
     steps.append(Step(Action.CLIENT_DELETE, registration.name))
+    # Normally deleted right after `client register`; a run that stopped in between left it (the
+    # home directory is not observed), so it goes with the registration. Absent is fine.
+    steps.append(Step(Action.FILE_DELETE, uploaded_file(registration.name)))
     return steps
+
+
+def uploaded_file(registration: str) -> str:
+    """The file a registration's certificate is uploaded as (``client register`` reads it there)."""
+    return f"{registration}.pem"
 
 
 def check_login_allowed(host: str, observed: ApplianceState) -> None:

@@ -13,6 +13,7 @@ step and never carries a secret: the echo of a sensitive command is masked befor
 from __future__ import annotations
 
 import base64
+import codecs
 import contextlib
 import hashlib
 import logging
@@ -34,28 +35,97 @@ from luna_ha.errors import (
     ConnectFailed,
     ConnectionLost,
     HostKeyMismatch,
+    OutputTooLarge,
+    PasswordChangeRequired,
     UnexpectedPrompt,
 )
 from luna_ha.lunash.commands import Command
-from luna_ha.lunash.dialect import CONFIRM_PROMPT_PATTERNS, PASSWORD_PROMPT_PATTERNS, PROMPT_RE, Outcome
+from luna_ha.lunash.dialect import (
+    CONFIRM_PROMPT_PATTERNS,
+    PASSWORD_CHANGE_PATTERNS,
+    PASSWORD_PROMPT_PATTERNS,
+    PROMPT_RE,
+    Outcome,
+)
 from luna_ha.lunash.parsers import CommandResult, known_outcome, parse_result
 
 log = logging.getLogger(__name__)
 
 MASK = "********"
+
+# Every read from an appliance is bounded in bytes as well as in time, so that a flooding peer
+# (or something pretending to be an appliance) cannot grow the function's memory: past a bound the
+# connection is closed and the step fails with OutputTooLarge, naming the appliance and the step.
+#: What one command's answer (or the login banner) may be, up to its prompt. `hsm show` is ~2 KiB;
+#: `client list` of an appliance with 10,000 clients ~400 KiB.
+MAX_COMMAND_OUTPUT = 512 * 1024
+#: What one file downloaded by SCP may be (`server.pem` is 1-2 KiB).
+MAX_DOWNLOAD_SIZE = 256 * 1024
+#: Everything one session may receive, shell and SCP together (a run of 20 clients reads ~50 KiB).
+MAX_SESSION_OUTPUT = 8 * 1024 * 1024
+#: How long one SCP transfer may take in all (also capped by the run's deadline).
+SCP_TIMEOUT = 30.0
+_RECV_CHUNK = 65536
+_TAIL = 400  # prompts and questions are looked for in this many last characters
+
 _SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
-# Algorithms that old Luna SA 5.x/6.x sshd may need. Off unless an appliance asks for them.
-LEGACY_ALGORITHMS: dict[str, list[str]] = {
-    "keys": ["ssh-rsa"],
-    "pubkeys": ["ssh-rsa"],
-    "kex": [
+# What a session offers. An allow-list, not a deny-list: an algorithm a newer paramiko adds is not
+# offered until it is listed here. SHA-1 and MD5 (in kex, host-key signatures and MACs), CBC and
+# 3DES are never offered unless the appliance's `LegacyAlgorithms` is true.
+MODERN_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "kex": (
+        "curve25519-sha256@libssh.org",
+        "ecdh-sha2-nistp256",
+        "ecdh-sha2-nistp384",
+        "ecdh-sha2-nistp521",
+        "diffie-hellman-group16-sha512",
+        "diffie-hellman-group-exchange-sha256",
+        "diffie-hellman-group14-sha256",
+    ),
+    "keys": (
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "rsa-sha2-512",
+        "rsa-sha2-256",
+    ),
+    "ciphers": (
+        "aes128-ctr",
+        "aes192-ctr",
+        "aes256-ctr",
+        "aes128-gcm@openssh.com",
+        "aes256-gcm@openssh.com",
+    ),
+    "macs": (
+        "hmac-sha2-256",
+        "hmac-sha2-512",
+        "hmac-sha2-256-etm@openssh.com",
+        "hmac-sha2-512-etm@openssh.com",
+    ),
+}
+
+# What `LegacyAlgorithms: true` adds, for old Luna SA 5.x/6.x sshd (README lists the same).
+# "keys" are host-key algorithms; ssh-rsa is also allowed for the manager's own RSA key then.
+LEGACY_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "kex": (
         "diffie-hellman-group-exchange-sha1",
         "diffie-hellman-group14-sha1",
         "diffie-hellman-group1-sha1",
-    ],
-    "ciphers": ["aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"],
+    ),
+    "keys": ("ssh-rsa",),
+    "ciphers": ("aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"),
+    "macs": ("hmac-sha1", "hmac-sha1-96", "hmac-md5", "hmac-md5-96"),
 }
+
+
+def offered_algorithms(legacy: bool) -> dict[str, tuple[str, ...]]:
+    """The algorithms a session may offer, per kind; legacy ones after the modern ones."""
+    return {
+        kind: modern + (LEGACY_ALGORITHMS[kind] if legacy else ())
+        for kind, modern in MODERN_ALGORITHMS.items()
+    }
 
 
 # Host-key signature algorithms that can prove a key of each type.
@@ -155,6 +225,8 @@ class LunaShell:
         self._transport: paramiko.Transport | None = None
         self._channel: paramiko.Channel | None = None
         self.hostname: str | None = None  # the appliance's own name, from its prompt
+        self.received = 0  # bytes read from the appliance in this session (shell and SCP)
+        self._scp_ends = 0.0  # when the current SCP transfer runs out of time
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LunaShell:
@@ -176,18 +248,8 @@ class LunaShell:
                 t.label, step, f"cannot reach {t.host}:{t.port} ({exc.strerror or exc})"
             ) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        disabled = {} if t.legacy_algorithms else LEGACY_ALGORITHMS
-        transport = paramiko.Transport(sock, disabled_algorithms=disabled)
+        transport = client_transport(sock, legacy=t.legacy_algorithms, pinned=t.pin.algorithm)
         self._transport = transport
-        if t.pin.algorithm is not None:
-            # Ask for the pinned key's type only, so an appliance with several host keys presents
-            # the pinned one. An `ssh-rsa` key is signed with rsa-sha2-* unless legacy is enabled.
-            options = transport.get_security_options()
-            wanted = [
-                k for k in _SIGNATURES.get(t.pin.algorithm, (t.pin.algorithm,)) if k in options.key_types
-            ]
-            if wanted:
-                options.key_types = tuple(wanted)
         try:
             transport.start_client(timeout=timeout)
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -310,11 +372,22 @@ class LunaShell:
         channel = self._require_channel(step)
         limit = self.deadline.cap(timeout)
         ends = time.monotonic() + limit
-        buffer = ""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        parts: list[str] = []
+        tail = ""
+        size = 0
         while True:
-            tail = buffer[-400:]
             if PROMPT_RE.search(tail):
-                return _mask(buffer, secrets)
+                return _mask("".join(parts), secrets)
+            if any(p.search(tail) for p in PASSWORD_CHANGE_PATTERNS):
+                self.close()
+                raise PasswordChangeRequired(
+                    self.target.label,
+                    step,
+                    f"the appliance wants a new password for '{self.target.username}' before it opens "
+                    "lunash (a first login). Log in once by hand, set a new password, put it in the "
+                    "manager secret, then re-run.",
+                )
             if any(p.search(tail) for p in PASSWORD_PROMPT_PATTERNS):
                 # Never answer a password prompt blindly: a wrong answer to `hsm login` costs an
                 # attempt. Drop the connection instead; the appliance discards the command.
@@ -339,7 +412,7 @@ class LunaShell:
                 )
             channel.settimeout(min(remaining, 1.0))
             try:
-                chunk = channel.recv(65536)
+                chunk = channel.recv(_RECV_CHUNK)
             except TimeoutError:
                 continue
             except (OSError, EOFError, paramiko.SSHException):
@@ -351,7 +424,31 @@ class LunaShell:
                     step,
                     f"the appliance closed the connection while waiting for {waiting_for}",
                 )
-            buffer += chunk.decode("utf-8", errors="replace")
+            size += len(chunk)
+            self._count(len(chunk), step, waiting_for)
+            if size > MAX_COMMAND_OUTPUT:
+                self.close()
+                raise OutputTooLarge(
+                    self.target.label,
+                    step,
+                    f"the appliance sent more than {_kib(MAX_COMMAND_OUTPUT)} without a lunash prompt while "
+                    f"waiting for {waiting_for}; the connection was closed",
+                )
+            text = decoder.decode(chunk)
+            parts.append(text)
+            tail = (tail + text)[-_TAIL:]
+
+    def _count(self, size: int, step: str, waiting_for: str) -> None:
+        """Count ``size`` bytes received against the session's bound."""
+        self.received += size
+        if self.received > MAX_SESSION_OUTPUT:
+            self.close()
+            raise OutputTooLarge(
+                self.target.label,
+                step,
+                f"the appliance sent more than {_kib(MAX_SESSION_OUTPUT)} in this session (while waiting "
+                f"for {waiting_for}); the connection was closed",
+            )
 
     def _quit_prompt(self, step: str) -> None:
         channel = self._require_channel(step)
@@ -382,7 +479,7 @@ class LunaShell:
                 )
             )
 
-    def get_file(self, name: str, *, step: str = "download file", max_size: int = 1 << 20) -> bytes:
+    def get_file(self, name: str, *, step: str = "download file", max_size: int = MAX_DOWNLOAD_SIZE) -> bytes:
         """Fetch ``name`` from the appliance home directory (legacy SCP, ``scp -f``)."""
         _check_file_name(name)
         started = time.monotonic()
@@ -398,7 +495,13 @@ class LunaShell:
             except (IndexError, ValueError):
                 raise CommandFailed(self.target.label, step, f"scp of '{name}': bad header") from None
             if size > max_size:
-                raise CommandFailed(self.target.label, step, f"scp of '{name}': {size} bytes is too large")
+                self.close()
+                raise OutputTooLarge(
+                    self.target.label,
+                    step,
+                    f"scp of '{name}': the appliance announced {size} bytes, more than {_kib(max_size)}; "
+                    "the connection was closed",
+                )
             channel.sendall(b"\x00")
             data = self._scp_read(channel, size + 1, step, name)
             channel.sendall(b"\x00")
@@ -415,11 +518,11 @@ class LunaShell:
     def _exec(self, command: str, step: str) -> paramiko.Channel:
         transport = self._require_transport(step)
         try:
-            channel = transport.open_session(timeout=self.deadline.cap(30.0))
-            channel.settimeout(self.deadline.cap(30.0))
+            channel = transport.open_session(timeout=self.deadline.cap(SCP_TIMEOUT))
             channel.exec_command(command)  # nosec B601 - file name validated by _check_file_name
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ConnectionLost(self.target.label, step, f"cannot start '{command}' ({exc})") from None
+        self._scp_ends = time.monotonic() + self.deadline.cap(SCP_TIMEOUT)
         return channel
 
     def _scp_ack(self, channel: paramiko.Channel, step: str, name: str) -> None:
@@ -437,14 +540,20 @@ class LunaShell:
         return line.decode("utf-8", errors="replace")
 
     def _scp_read(self, channel: paramiko.Channel, size: int, step: str, name: str) -> bytes:
+        """Exactly ``size`` bytes of an SCP transfer, within the transfer's time and the session's bytes."""
         data = b""
         while len(data) < size:
+            remaining = self._scp_ends - time.monotonic()
+            if remaining <= 0:
+                raise CommandTimeout(self.target.label, step, f"scp of '{name}' stalled")
+            channel.settimeout(remaining)
             try:
-                chunk = channel.recv(size - len(data))
+                chunk = channel.recv(min(size - len(data), _RECV_CHUNK))
             except TimeoutError:
                 raise CommandTimeout(self.target.label, step, f"scp of '{name}' stalled") from None
             if not chunk:
                 raise ConnectionLost(self.target.label, step, f"scp of '{name}' ended early")
+            self._count(len(chunk), step, f"scp of '{name}'")
             data += chunk
         return data
 
@@ -458,6 +567,34 @@ class LunaShell:
         if self._channel is None or self._channel.closed:
             raise ConnectionLost(self.target.label, step, "the lunash shell is not open")
         return self._channel
+
+
+def client_transport(sock: socket.socket, *, legacy: bool, pinned: str | None) -> paramiko.Transport:
+    """A client transport on ``sock`` that offers only :func:`offered_algorithms` (not started)."""
+    allowed = offered_algorithms(legacy)
+    # Client public-key algorithms are not in the security options: ssh-rsa (SHA-1) is disabled here.
+    transport = paramiko.Transport(sock, disabled_algorithms={} if legacy else {"pubkeys": ["ssh-rsa"]})
+    options = transport.get_security_options()
+    options.kex = _allowed(allowed["kex"], options.kex)
+    options.key_types = _allowed(allowed["keys"], options.key_types)
+    options.ciphers = _allowed(allowed["ciphers"], options.ciphers)
+    options.digests = _allowed(allowed["macs"], options.digests)
+    if pinned is not None:
+        # Ask for the pinned key's type only, so an appliance with several host keys presents
+        # the pinned one. An `ssh-rsa` key is signed with rsa-sha2-* unless legacy is enabled.
+        wanted = _allowed(_SIGNATURES.get(pinned, (pinned,)), options.key_types)
+        if wanted:
+            options.key_types = wanted
+    return transport
+
+
+def _allowed(preferred: Sequence[str], available: Collection[str]) -> tuple[str, ...]:
+    """``preferred``, in its order, without what paramiko does not have."""
+    return tuple(name for name in preferred if name in available)
+
+
+def _kib(size: int) -> str:
+    return f"{size // 1024} KiB"
 
 
 def _strip_echo_and_prompt(raw: str) -> str:

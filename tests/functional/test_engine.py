@@ -79,6 +79,7 @@ def test_plan_changes_nothing_and_lists_the_steps(lab: Lab) -> None:
         "partition create payments",
         f"upload certificate {WEB0}",
         f"client register {WEB0}",
+        f"my file delete {WEB0}.pem",
         f"client assignPartition {WEB0} -partition payments",
     ]
 
@@ -169,6 +170,35 @@ def test_destroy_keeps_partitions_under_retain(lab: Lab) -> None:
         assert clients_on(lab, i) == {}
         assert "payments" in lab.appliances[i].state.partitions
     assert lab.parameters() == {}
+
+
+def uploaded(lab: Lab) -> dict[str, list[str]]:
+    """The files each appliance's home directory holds besides its own server.pem."""
+    return {a.host: sorted(set(a.state.files) - {"server.pem"}) for a in lab.appliances}
+
+
+def test_uploaded_certificates_are_removed_after_create_rotation_and_delete(lab: Lab) -> None:
+    nothing = {a.host: [] for a in lab.appliances}
+    engine = lab.engine()
+    assert engine.apply(lab.spec(), ID).ok
+    assert uploaded(lab) == nothing
+    assert engine.apply(lab.spec(clients={"web": 1}), ID).ok
+    assert uploaded(lab) == nothing
+    assert engine.destroy(lab.spec(clients={"web": 1}), ID).ok
+    assert uploaded(lab) == nothing
+
+
+def test_delete_removes_a_certificate_left_by_a_run_that_stopped_after_registering(lab: Lab) -> None:
+    lab.appliances[0].faults.drop(command="my file delete")
+    with pytest.raises(GroupRunError, match=r"127\.0\.0\.1.*my file delete"):
+        lab.engine().apply(lab.spec(), ID)
+    lab.appliances[0].faults.clear()
+    assert lab.engine().apply(lab.spec(), ID).ok
+    assert uploaded(lab)[lab.appliances[0].host] == [f"{WEB0}.pem"]
+
+    assert lab.engine().destroy(lab.spec(), ID).ok
+
+    assert uploaded(lab)[lab.appliances[0].host] == []
 
 
 def test_destroy_deletes_partitions_under_delete_policy(lab: Lab) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +47,40 @@ def test_a_hanging_command_ends_at_the_deadline_naming_appliance_and_step(lab: L
     hang.release()
     lab.appliances[1].faults.clear()
     assert lab.engine().apply(lab.spec(), ID).ok
+
+
+def test_a_flooding_appliance_fails_fast_naming_appliance_and_step_and_memory_stays_flat(lab: Lab) -> None:
+    lab.appliances[1].faults.flood("hsm show")
+    baseline = resident_bytes()
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], resident_bytes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(GroupRunError) as caught:
+            lab.engine().apply(lab.spec(), ID, deadline=Deadline.after(8))
+    finally:
+        seconds = time.monotonic() - started
+        done.set()
+        sampler.join()
+
+    assert peak[0] - baseline < 64 * 1024 * 1024, f"memory grew by {(peak[0] - baseline) >> 20} MiB"
+    assert seconds < 5, f"the flood was read for {seconds:.1f} s"
+    message = str(caught.value)
+    assert "Appliance 127.0.0.2, step 'observe: hsm show': the appliance sent more than" in message
+    lab.appliances[1].faults.clear()
+    assert lab.engine().apply(lab.spec(), ID).ok
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_no_step_starts_that_the_deadline_cannot_fit(lab: Lab) -> None:

@@ -17,7 +17,8 @@ Steps are the commands an operation sends to the faulted appliance, in order (a 
 the lists against what a fault-free run sends, so a new step cannot be left out of the matrix).
 Faults: the connection faults (``refused``, ``wrong-host-key``, ``auth-failure``) act at
 ``connect``; the command faults (``drop`` before the command runs, ``drop-after`` it ran but
-before its answer, ``error``, ``hang`` past the deadline) act on each command, through the
+before its answer, ``error``, ``hang`` past the deadline, ``flood``: endless output instead of
+the answer, read only up to the session's byte bounds) act on each command, through the
 simulator's public ``Faults``: a lunash step by its place in the session (``nth``), an SCP
 transfer (certificate upload, ``server.pem`` download) by its place among the transfers of its
 direction (``occurrence``). For a transfer, ``drop-after`` is the upload stored but never
@@ -82,7 +83,7 @@ INIT_LABEL = "hsm-b"
 REGION = "us-east-1"
 
 CONNECT_FAULTS = ("refused", "wrong-host-key", "auth-failure")
-COMMAND_FAULTS = ("drop", "drop-after", "error", "hang")
+COMMAND_FAULTS = ("drop", "drop-after", "error", "hang", "flood")
 
 # Hangs: the budgets are scaled so that every step may start under a deadline of about a second.
 BUDGET_SCALE = 1 / 1000
@@ -145,6 +146,7 @@ OBSERVE = (
 REGISTER_R = (
     ("scp upload", "upload certificate {r%d}"),
     ("client register", "client register {r%d}"),
+    ("my file delete", "my file delete {r%d}.pem"),
     ("client assignPartition", "client assignPartition {r%d} -partition payments"),
 )
 
@@ -186,6 +188,7 @@ UPDATE_STEPS = sequence(
     *register(2),
     ("client revokePartition", "client revokePartition {r0} -partition payments"),
     ("client delete", "client delete {r0}"),
+    ("my file delete", "my file delete {r0}.pem"),
     ("scp download", "download server.pem"),
 )
 DELETE_STEPS = sequence(
@@ -193,6 +196,7 @@ DELETE_STEPS = sequence(
     *SHOW,
     ("client revokePartition", "client revokePartition {r0} -partition payments"),
     ("client delete", "client delete {r0}"),
+    ("my file delete", "my file delete {r0}.pem"),
     *LOGIN,
     ("partition delete", "partition delete payments"),
 )
@@ -274,6 +278,7 @@ HANDLER_CASES = [
         ("delete", "connect", "auth-failure"),
         ("delete", "client delete", "error"),
         ("delete", "partition delete", "hang"),
+        ("delete", "client show", "flood"),
     )
 ]
 
@@ -318,6 +323,8 @@ def inject(appliance: SimulatedAppliance, case: Case) -> Injected:
         faults.fail(step.command, **where)
     elif case.fault == "hang":
         injected.hang = faults.hang(step.command, **where)
+    elif case.fault == "flood":
+        faults.flood(step.command, **where)
     else:
         raise AssertionError(f"unknown fault {case.fault!r}")
     return injected
@@ -665,6 +672,8 @@ def engine_case(
     )
     if case.fault == "hang":
         assert answer.seconds < HANG_DEADLINE + 5, f"answered after {answer.seconds:.1f} s"
+    if case.fault == "flood":
+        assert answer.seconds < 10, f"the flood was read for {answer.seconds:.1f} s"
     for secret in lab.secret_values:
         assert secret not in reason and secret not in "\n".join(lab.progress)
     assert others(lab.appliances, ownership_token(ID)) == before

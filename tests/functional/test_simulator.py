@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from luna_ha.sim import cli
+from luna_ha.sim.faults import FLOOD_LINE
 from luna_ha.sim.server import SimulatedAppliance, running_appliances, wait_for
 from luna_ha.sim.state import make_server_certificate
 from tests.functional.lunash_client import HostKeyRejected, LunashClient, ReadTimeout, Shell
@@ -608,3 +609,55 @@ def test_distinct_loopback_hosts_on_request() -> None:
             assert "[luna-sim-02] lunash:>" in client.open_shell().run("hsm show")
     with pytest.raises(ValueError, match="loopback"):
         SimulatedAppliance(host="0.0.0.0")
+
+
+def test_flooding_command_streams_without_a_prompt_and_does_not_run(ready: SimulatedAppliance) -> None:
+    ready.faults.flood("client list")
+    with connect(ready, timeout=5.0) as client:
+        shell = client.open_shell()
+        shell.channel.sendall(b"client list\r")
+        received = b""
+        while len(received) < 1 << 20:
+            received += shell.channel.recv(65536)
+
+    text = received.decode()
+    assert text.count(FLOOD_LINE) > 10_000 and "lunash:>" not in text and "Command Result" not in text
+    (entry,) = ready.journal.commands()
+    assert (entry.command, entry.result) == ("client list", None)
+
+
+def test_first_login_asks_for_a_new_password_then_opens_lunash() -> None:
+    with SimulatedAppliance(initialized=True, password_change_required=True) as first:
+        old = first.password
+        with connect(first, timeout=5.0) as client:
+            channel = client.transport.open_session()
+            channel.get_pty(term="vt100", width=200)
+            channel.invoke_shell()
+            greeting = read_until(channel, b"New password: ")
+            assert "you must change your password" in greeting
+            assert f"Changing password for user {first.username}." in greeting
+            channel.sendall(b"Fresh-pw-1\r")
+            read_until(channel, b"Retype new password: ")
+            channel.sendall(b"Fresh-pw-1\r")
+            opened = read_until(channel, b"lunash:>")
+            assert "Fresh-pw-1" not in opened and "Password change successful." in opened
+
+        assert (first.password, first.password_change_required) == ("Fresh-pw-1", False)
+        assert "Fresh-pw-1" not in "".join(e.line for e in first.journal.entries())
+        with pytest.raises(paramiko.AuthenticationException):
+            LunashClient(
+                first.host, first.port, first.username, password=old, host_key_line=first.host_key_line
+            )
+        with connect(first, timeout=5.0) as client:
+            assert SUCCESS in client.open_shell().run("hsm show")
+
+
+def read_until(channel: paramiko.Channel, marker: bytes, timeout: float = 5.0) -> str:
+    channel.settimeout(timeout)
+    received = b""
+    while not received.endswith(marker):
+        data = channel.recv(4096)
+        if not data:
+            raise EOFError(received.decode(errors="replace"))
+        received += data
+    return received.decode()

@@ -22,6 +22,7 @@ from luna_ha.lunash.commands import (
     build_client_register,
     build_client_revoke,
     build_client_show,
+    build_file_delete,
     build_hsm_init,
     build_hsm_login,
     build_hsm_logout,
@@ -99,6 +100,11 @@ GOLDEN: list[tuple[Command, str, str]] = [
         "client fingerprint -client web-3f2a1c-r2",
         "client fingerprint -client web-3f2a1c-r2",
     ),
+    (
+        build_file_delete("web-3f2a1c-r2.pem"),
+        "my file delete -file web-3f2a1c-r2.pem -force",
+        "my file delete -file web-3f2a1c-r2.pem -force",
+    ),
 ]
 
 
@@ -128,7 +134,16 @@ def test_every_dialect_command_has_a_builder() -> None:
 @pytest.mark.parametrize("command", [g[0] for g in GOLDEN], ids=[g[1].split(" -")[0] for g in GOLDEN])
 def test_options_are_spelled_in_full(command: Command) -> None:
     options = {token for token in command.text.split(" ") if token.startswith("-")}
-    assert options <= {"-label", "-password", "-domain", "-partition", "-client", "-hostname", "-force"}
+    assert options <= {
+        "-label",
+        "-password",
+        "-domain",
+        "-partition",
+        "-client",
+        "-hostname",
+        "-file",
+        "-force",
+    }
 
 
 def test_destructive_commands_always_force() -> None:
@@ -139,6 +154,7 @@ def test_destructive_commands_always_force() -> None:
         "sysconf regenCert",
         "ntls bind",
         "client delete",
+        "my file delete",
     }
     for command, _, _ in GOLDEN:
         assert (command.text.split(" ")[-1] == "-force") == (command.name in destructive)
@@ -168,6 +184,7 @@ def test_reads_are_not_mutating_and_writes_are() -> None:
         "client assignPartition",
         "client revokePartition",
         "client delete",
+        "my file delete",
     }
 
 

@@ -68,6 +68,7 @@ def test_fresh_initialized_appliance_gets_partition_then_registration() -> None:
         "partition create payments",
         f"upload certificate {WEB0}",
         f"client register {WEB0}",
+        f"my file delete {WEB0}.pem",
         f"client assignPartition {WEB0} -partition payments",
     ]
 
@@ -120,6 +121,7 @@ def test_no_login_needed_no_guard_even_with_attempts_used() -> None:
     assert [s.action for s in plan_appliance(goal(), observed)] == [
         Action.UPLOAD_CERT,
         Action.CLIENT_REGISTER,
+        Action.FILE_DELETE,
         Action.CLIENT_ASSIGN,
     ]
 
@@ -131,7 +133,7 @@ def test_registered_but_unassigned_client_is_only_assigned() -> None:
 
 def test_rotation_registers_new_generation_and_keeps_the_previous() -> None:
     steps = plan_appliance(goal(registrations={WEB0: FP0, WEB1: FP1}), converged())
-    assert [s.target for s in steps] == [WEB1, WEB1, WEB1]
+    assert [s.target for s in steps] == [WEB1, WEB1, f"{WEB1}.pem", WEB1]
     assert Action.CLIENT_DELETE not in [s.action for s in steps]
 
 
@@ -145,11 +147,21 @@ def test_generation_no_longer_wanted_is_revoked_then_deleted() -> None:
         },
     )
     steps = plan_appliance(goal(registrations={WEB1: FP1, web2: FP0}), observed)
-    assert actions(steps)[-2:] == [
+    assert actions(steps)[-3:] == [
         f"client revokePartition {WEB0} -partition payments",
         f"client delete {WEB0}",
+        f"my file delete {WEB0}.pem",
     ]
     assert f"client register {web2}" in actions(steps)
+
+
+def test_the_uploaded_certificate_is_deleted_once_registered_and_again_with_the_registration() -> None:
+    created = actions(plan_appliance(goal(), state()))
+    assert created.index(f"my file delete {WEB0}.pem") == created.index(f"client register {WEB0}") + 1
+
+    removed = actions(plan_appliance(goal(present=False), converged()))
+    # a run that stopped between `client register` and the file's deletion left it behind
+    assert removed[removed.index(f"client delete {WEB0}") + 1] == f"my file delete {WEB0}.pem"
 
 
 def test_registrations_of_others_are_never_touched() -> None:
@@ -159,6 +171,7 @@ def test_registrations_of_others_are_never_touched() -> None:
     assert plan_appliance(goal(present=False, claim=PartitionClaim.NONE), observed) == (
         Step(Action.CLIENT_REVOKE, WEB0, "payments"),
         Step(Action.CLIENT_DELETE, WEB0),
+        Step(Action.FILE_DELETE, f"{WEB0}.pem"),
     )
 
 
@@ -167,8 +180,10 @@ def test_registration_with_another_certificate_is_replaced() -> None:
     assert [s.action for s in plan_appliance(goal(), observed)] == [
         Action.CLIENT_REVOKE,
         Action.CLIENT_DELETE,
+        Action.FILE_DELETE,
         Action.UPLOAD_CERT,
         Action.CLIENT_REGISTER,
+        Action.FILE_DELETE,
         Action.CLIENT_ASSIGN,
     ]
 
@@ -184,6 +199,7 @@ def test_leaving_appliance_deletes_its_partition_under_delete_after_clients() ->
     assert actions(steps) == [
         f"client revokePartition {WEB0} -partition payments",
         f"client delete {WEB0}",
+        f"my file delete {WEB0}.pem",
         "hsm login",
         "partition delete payments",
         "forget partition payments",

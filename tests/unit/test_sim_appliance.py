@@ -665,3 +665,37 @@ def test_pty_modes_can_turn_echo_off() -> None:
     assert pty_echo(b"")
     assert not pty_echo(bytes([53]) + (0).to_bytes(4, "big") + b"\0")
     assert pty_echo(bytes([1]) + (3).to_bytes(4, "big") + bytes([53]) + (1).to_bytes(4, "big") + b"\0")
+
+
+# -- files of the home directory ----------------------------------------------------------------
+
+
+def test_my_file_delete_removes_an_uploaded_file(ready: ApplianceState) -> None:
+    upload_cert(ready, "web")
+    out = Shell(ready)("my file delete -file web.pem -force")
+    assert out == f"\n'my file delete' successful.\n\n{SUCCESS}\n[hsm-a] lunash:>"
+    assert "web.pem" not in ready.files
+
+
+def test_my_file_delete_of_a_missing_file_fails(ready: ApplianceState) -> None:
+    out = Shell(ready)("my file delete -file web.pem -force")
+    assert "Error:  'my file delete' failed. File web.pem does not exist." in out
+    assert out.endswith(f"{FAILURE}\n[hsm-a] lunash:>")
+
+
+def test_my_file_delete_without_force_asks_to_proceed(ready: ApplianceState) -> None:
+    upload_cert(ready, "web")
+    shell = Shell(ready)
+    assert "Are you sure you wish to delete the file web.pem?" in shell("my file delete -file web.pem")
+    assert "web.pem" in ready.files
+    assert "'my file delete' successful." in shell("proceed")
+    assert "web.pem" not in ready.files
+
+
+def test_three_word_commands_resolve_word_by_word(ready: ApplianceState) -> None:
+    upload_cert(ready, "web")
+    shell = Shell(ready)
+    assert "Ambiguous option: -f" in shell("my fi del -f web.pem")
+    assert "Incomplete command: my file" in shell("my file")
+    assert "'my file list' is not available in this simulator." in shell("my file list")
+    assert "'my file delete' successful." in shell("MY FILE DEL -fi web.pem -fo")

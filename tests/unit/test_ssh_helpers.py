@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import socket
+from pathlib import Path
+
 import pytest
 
 from luna_ha.sim.keys import make_ed25519_host_key
@@ -13,7 +17,9 @@ from luna_ha.ssh import (
     _check_file_name,
     _mask,
     _strip_echo_and_prompt,
+    client_transport,
     fingerprint_of,
+    offered_algorithms,
 )
 
 
@@ -81,7 +87,54 @@ def test_target_repr_never_shows_credentials() -> None:
     assert "phrase-secret" not in repr(target)
 
 
-def test_legacy_algorithms_cover_ssh_rsa_sha1_kex_and_cbc() -> None:
-    assert "ssh-rsa" in LEGACY_ALGORITHMS["keys"]
-    assert all("sha1" in kex for kex in LEGACY_ALGORITHMS["kex"])
-    assert all(c.endswith("-cbc") for c in LEGACY_ALGORITHMS["ciphers"])
+WEAK = re.compile(r"sha1|md5|-cbc|3des|^ssh-rsa$")
+
+
+def offered_by_a_client(*, legacy: bool, pinned: str | None = None) -> dict[str, tuple[str, ...]]:
+    """What a client transport would put in its KEXINIT (a socket pair: nothing is sent)."""
+    near, far = socket.socketpair()
+    try:
+        options = client_transport(near, legacy=legacy, pinned=pinned).get_security_options()
+        return {
+            "kex": options.kex,
+            "keys": options.key_types,
+            "ciphers": options.ciphers,
+            "macs": options.digests,
+        }
+    finally:
+        near.close()
+        far.close()
+
+
+def test_without_legacy_algorithms_the_client_offers_no_sha1_md5_cbc_or_ssh_rsa() -> None:
+    offered = offered_by_a_client(legacy=False)
+
+    assert all(offered.values())
+    assert [name for names in offered.values() for name in names if WEAK.search(name)] == []
+    assert {"hmac-md5", "hmac-md5-96", "hmac-sha1-96", "hmac-sha1"}.isdisjoint(offered["macs"])
+
+
+def test_legacy_algorithms_add_exactly_the_documented_list_after_the_modern_ones() -> None:
+    modern, legacy = offered_by_a_client(legacy=False), offered_by_a_client(legacy=True)
+
+    for kind, names in legacy.items():
+        assert names[: len(modern[kind])] == modern[kind]
+        assert names[len(modern[kind]) :] == LEGACY_ALGORITHMS[kind]
+    assert offered_algorithms(legacy=True) == legacy
+
+
+def test_an_ssh_rsa_pin_asks_for_rsa_sha2_signatures_unless_legacy() -> None:
+    assert offered_by_a_client(legacy=False, pinned="ssh-rsa")["keys"] == ("rsa-sha2-512", "rsa-sha2-256")
+    assert offered_by_a_client(legacy=True, pinned="ssh-rsa")["keys"] == (
+        "rsa-sha2-512",
+        "rsa-sha2-256",
+        "ssh-rsa",
+    )
+
+
+def test_the_readme_lists_every_algorithm_legacy_adds() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("`LegacyAlgorithms: true` adds") :][:1500]
+    for names in LEGACY_ALGORITHMS.values():
+        for name in names:
+            assert f"`{name}`" in section

@@ -27,6 +27,7 @@ __all__ = [
     "build_client_register",
     "build_client_revoke",
     "build_client_show",
+    "build_file_delete",
     "build_hsm_init",
     "build_hsm_login",
     "build_hsm_logout",
@@ -232,3 +233,8 @@ def build_client_delete(client: str) -> Command:
 
 def build_client_fingerprint(client: str) -> Command:
     return _build("client fingerprint", "-client", _check_value("client", client))
+
+
+def build_file_delete(name: str) -> Command:
+    """Delete ``name`` from the manager's home directory (an uploaded client certificate)."""
+    return _build("my file delete", "-file", _check_value("file", name))

@@ -103,6 +103,18 @@ INTERACTIVE_PROMPTS: Final[tuple[PromptPattern, ...]] = (
     ),
 )
 
+#: A login that must change its password before lunash opens (§1.1: first login with the factory
+#: password; Luna 7 prints the banner, a notice, then `New password:`). Never answered: the
+#: operator logs in once by hand and sets the password the manager secret then holds.
+PASSWORD_CHANGE_PATTERNS: Final = (
+    re.compile(r"you\s+must\s+change\s+your\s+password", re.IGNORECASE),
+    re.compile(r"Changing\s+password\s+for\s+user", re.IGNORECASE),
+    re.compile(
+        r"(?:^|[\r\n])[^\S\r\n]*(?:\(current\)[^\r\n]*|New|Retype\s+new)\s+password\s*:[^\S\r\n]*\Z",
+        re.IGNORECASE,
+    ),
+)
+
 #: The same table split by kind, as flat pattern tuples for a stream reader.
 CONFIRM_PROMPT_PATTERNS: Final = tuple(
     p.regex for p in INTERACTIVE_PROMPTS if p.kind is PromptKind.CONFIRMATION
@@ -122,6 +134,7 @@ class Outcome(enum.Enum):
     ALREADY_REGISTERED = "already registered"
     NOT_ASSIGNED = "not assigned"
     NO_SUCH_CLIENT = "no such client"
+    NO_SUCH_FILE = "no such file"
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,12 @@ KNOWN_MESSAGES: Final[tuple[KnownMessage, ...]] = (
         Outcome.NO_SUCH_CLIENT,
         re.compile(r"Specified\s+client\s+does\s+not\s+exist|RC_OBJECT_NOT_IN_LIST", re.IGNORECASE),
         frozenset({"client revokePartition", "client delete", "client show", "client fingerprint"}),
+    ),
+    # The wording is not in REFERENCE.md; "does not exist" is lunash's phrase for absent objects.
+    KnownMessage(
+        Outcome.NO_SUCH_FILE,
+        re.compile(r"does\s+not\s+exist|No\s+such\s+file", re.IGNORECASE),
+        frozenset({"my file delete"}),
     ),
 )
 
@@ -199,6 +218,10 @@ COMMANDS: Final[Mapping[str, CommandSpec]] = _specs(
     CommandSpec("client show", mutating=False, sensitive=False, timeout=DEFAULT_TIMEOUT, force=False),
     CommandSpec("client delete", mutating=True, sensitive=False, timeout=DEFAULT_TIMEOUT, force=True),
     CommandSpec("client fingerprint", mutating=False, sensitive=False, timeout=DEFAULT_TIMEOUT, force=False),
+    # Removes a file from the manager's home directory (the client certificate uploaded for
+    # `client register`). Not in REFERENCE.md: this is the form of Thales' lunash reference,
+    # `my file delete -file <name> [-force]`, with full option names (`-f` would be ambiguous).
+    CommandSpec("my file delete", mutating=True, sensitive=False, timeout=DEFAULT_TIMEOUT, force=True),
 )
 
 FORCE_OPTION: Final = "-force"

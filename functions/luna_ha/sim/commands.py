@@ -20,6 +20,9 @@ Output text where REFERENCE.md is silent (exact strings, all chosen here):
 * ``hsm init`` of an initialized HSM needs HSM Admin login in the session (a soft re-init).
   ``hsm login`` when already logged in checks the password again. ``hsm logout`` always succeeds.
   ``client delete`` of a client with partitions deletes it with its assignments.
+* ``my file delete -file <name> [-force]`` removes a file of the home directory (not in
+  REFERENCE.md; the form of Thales' lunash reference). Without ``-force`` it asks to ``proceed``;
+  a missing file is ``Error:  'my file delete' failed. File <name> does not exist.``
 * Words of real lunash the simulator does not implement (``hsm selfTest``, ``partition show``,
   ``syslog``, ``help`` …) are known, so abbreviations are as ambiguous as on the appliance, and
   answer ``Error:  '<command>' is not available in this simulator.``
@@ -445,6 +448,26 @@ def client_fingerprint(ctx: Context, args: Arguments) -> Reply:
     return Reply((f"Certificate fingerprint: {_client(ctx, args['client']).fingerprint}",))
 
 
+# -- files in the manager's home directory ------------------------------------------------------
+
+
+def my_file_delete(ctx: Context, args: Arguments) -> Interaction:
+    name = args["file"]
+    if name not in ctx.state.files:
+        raise fail(f"'my file delete' failed. File {name} does not exist.")
+    if not args.has("force"):
+        yield from confirm(
+            ctx,
+            f"CAUTION:  Are you sure you wish to delete the file {name}?",
+            "",
+            _proceed_or_quit("delete it"),
+        )
+    with ctx.state.lock:
+        if ctx.state.files.pop(name, None) is None:
+            raise fail(f"'my file delete' failed. File {name} does not exist.")
+    return ctx.done()
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 _FORCE = OptionSpec("force", takes_value=False)
@@ -499,6 +522,12 @@ COMMANDS: Mapping[str, Command] = {
         Command("client show", client_show, Syntax((_CLIENT,))),
         Command("client delete", client_delete, Syntax((_CLIENT, _FORCE)), mutating=True),
         Command("client fingerprint", client_fingerprint, Syntax((_CLIENT,))),
+        Command(
+            "my file delete",
+            my_file_delete,
+            Syntax((OptionSpec("file", required=True), _FORCE)),
+            mutating=True,
+        ),
     )
 }
 
@@ -523,7 +552,15 @@ NOT_SIMULATED: Mapping[str, tuple[str, ...]] = {
     "sysconf": _words(
         "appliance config fingerprint forceSOLogin hwcheck license ntp show snmp ssh time timezone"
     ),
-    **dict.fromkeys(_words("audit help my network package service status syslog token user webserver"), ()),
+    "my": (
+        "file list",
+        "file clear",
+        "password set",
+        "public-key add",
+        "public-key delete",
+        "public-key list",
+    ),
+    **dict.fromkeys(_words("audit help network package service status syslog token user webserver"), ()),
 }
 
 

@@ -10,18 +10,22 @@
 * ``hang(command)``: that command prints nothing until the returned ``Hang`` is released (then
   it runs normally; ``clear()`` releases too), or the client closes the connection or the
   appliance stops (then it never runs and is journaled with result None). Until cleared.
+* ``flood(command)``: once that command line is received the appliance streams text endlessly
+  (``FLOOD_LINE`` over and over) and never prints a prompt; the command does not run and is
+  journaled with result None. The stream ends when the client closes the connection or the
+  appliance stops (the SSH window keeps the appliance's own memory flat). Until cleared.
 * ``wrong_host_key(True)``: new connections are served with a different host key.
 * Latency: seconds to wait before a command's final output, per canonical command or default.
 
 Commands are named canonically (``partition create``), case-insensitively.
 
-Which use of a command: ``drop``, ``fail`` and ``hang`` all take ``nth`` (the command must be the
+Which use of a command: ``drop``, ``fail``, ``hang`` and ``flood`` all take ``nth`` (the command must be the
 ``nth`` command line of its shell session) and ``occurrence`` (the fault lets the first
 ``occurrence - 1`` matching commands through, counted across sessions from the moment it is set,
 whether or not another fault acts on them, then acts ``times`` times). So
 ``fail("client show", occurrence=2, times=1)`` fails the second ``client show`` only.
 
-SCP transfers take the same three faults under the journal's names ``scp upload`` and
+SCP transfers take the same four faults under the journal's names ``scp upload`` and
 ``scp download``, optionally for one ``file`` (a home-directory file name), with ``occurrence``
 counting that direction's transfers (``nth`` is for shell command lines only). A transfer is
 one file; the fault acts once the appliance knows the file's name and would move it (an upload's
@@ -34,6 +38,9 @@ one file; the fault acts once the appliance knows the file's name and would move
 * ``fail(…, message)``: the client gets the error an scp client prints,
   ``scp: <file>: <message>`` (``\\x01`` line, exit status 1), and nothing moves.
 * ``hang``: the transfer stalls until released (then goes on) or abandoned.
+* ``flood``: a download announces a file of ``FLOOD_FILE_SIZE`` bytes and streams it endlessly;
+  an upload is answered with an endless error line instead of its acknowledgement. Nothing is
+  stored; the transfer ends when the client goes.
 
 A transfer cut short by a drop or an abandoned hang is journaled with result None (no exit
 status was ever sent), even when the upload was stored.
@@ -46,14 +53,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+import paramiko
+
 from luna_ha.sim.commands import COMMANDS, EXIT, QUIT
 
-FaultKind = Literal["drop", "fail", "hang"]
+FaultKind = Literal["drop", "fail", "hang", "flood"]
 Direction = Literal["upload", "download"]
 SCP_UPLOAD = "scp upload"
 SCP_DOWNLOAD = "scp download"
 TRANSFERS = (SCP_UPLOAD, SCP_DOWNLOAD)
 SCP_FAILURE = "Input/output error (simulated fault)"
+#: What a flooding appliance repeats (a plausible `hsm show` line, 80 bytes with its CRLF).
+FLOOD_LINE = "   Partition: 154438865287,     Name: flood" + " " * 35 + "\r\n"
+#: The size a flooded download announces (1 TiB).
+FLOOD_FILE_SIZE = 1 << 40
+_FLOOD_CHUNK = (FLOOD_LINE * (32768 // len(FLOOD_LINE))).encode()
 _KNOWN = {name.lower(): name for name in (*COMMANDS, EXIT, QUIT)}
 _TARGETS = {**_KNOWN, **{name: name for name in TRANSFERS}}
 
@@ -195,6 +209,19 @@ class Faults:
             self._hangs.append(hang)
         return hang
 
+    def flood(
+        self,
+        command: str,
+        *,
+        nth: int | None = None,
+        occurrence: int | None = None,
+        file: str | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Stream output endlessly instead of answering a command (or SCP transfer); until cleared
+        unless ``times``. ``flood("hsm show")``: every ``hsm show`` gets an endless answer."""
+        self._rule(FaultAction("flood"), command, nth, occurrence, file, times)
+
     def set_latency(self, seconds: float, command: str | None = None) -> None:
         """Per-command latency, or the default for every other command when ``command`` is None."""
         with self._lock:
@@ -278,6 +305,16 @@ class Faults:
                 if due.times <= 0:
                     self._rules.remove(due)
             return due.action
+
+    @staticmethod
+    def stream_flood(send: Callable[[bytes], None], abandoned: Callable[[], bool]) -> None:
+        """Send flood text with ``send`` until ``abandoned()`` or the connection fails. ``send``
+        blocks while the client's SSH window is full, so a client that stops reading costs nothing."""
+        try:
+            while not abandoned():
+                send(_FLOOD_CHUNK)
+        except (OSError, EOFError, paramiko.SSHException):
+            return
 
     def latency_for(self, command: str | None) -> float:
         with self._lock:

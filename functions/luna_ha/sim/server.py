@@ -9,6 +9,11 @@
   ``TCP_NODELAY`` on every accepted socket; paramiko's server-side logging goes to the silenced
   ``luna_ha.sim.transport`` logger.
 * Host key: a generated ed25519 key (plus an RSA 2048 key with ``rsa_host_key=True``).
+  ``algorithms`` narrows what the server offers, per kind (``kex``, ``keys``, ``ciphers``,
+  ``macs``), to play an old appliance: ``algorithms={"macs": ["hmac-md5"]}``.
+* ``password_change_required=True`` (settable at any time): a new shell first asks for a new
+  password, as at a Luna 7 appliance's first login (``terminal.py``); once changed, ``password``
+  is the new one and later logins open lunash at once.
   Authentication: user ``manager`` (by default) with a generated random password, and the
   ``authorized_key`` (an OpenSSH public key line) when given.
 * ``session`` channels only. A shell request gets an interactive lunash: ``ShellSession`` behind
@@ -34,7 +39,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -49,7 +54,7 @@ from paramiko.common import (
 )
 
 from luna_ha.sim.appliance import CommandLine, ShellSession
-from luna_ha.sim.faults import Direction, Faults
+from luna_ha.sim.faults import FLOOD_FILE_SIZE, Direction, Faults
 from luna_ha.sim.journal import Journal
 from luna_ha.sim.keys import key_fingerprint, key_line, make_ed25519_host_key, make_rsa_host_key
 from luna_ha.sim.scp import ScpError, parse_scp_command, serve_download, serve_upload
@@ -64,6 +69,8 @@ EXEC_REFUSED = (
     "use an interactive shell.\r\n"
 )
 _REQUEST_TIMEOUT = 10.0
+#: ``algorithms`` kinds -> paramiko ``SecurityOptions`` attributes.
+_ALGORITHM_OPTIONS = {"kex": "kex", "keys": "key_types", "ciphers": "ciphers", "macs": "digests"}
 
 _transport_log = logging.getLogger(TRANSPORT_LOG)
 _transport_log.setLevel(logging.CRITICAL + 1)
@@ -186,6 +193,13 @@ class _TransferFaults:
             return
         if action.kind == "fail":
             raise ScpError(f"scp: {name}: {action.message}")
+        if action.kind == "flood":
+            if self._direction == "download":
+                self._channel.sendall(f"C0644 {FLOOD_FILE_SIZE} {name}\n".encode())
+            else:
+                self._channel.sendall(b"\x01scp: ")
+            self._faults.stream_flood(self._channel.sendall, self._abandoned)
+            raise _TransferCut
         if action.kind == "hang":
             assert action.hang is not None
             if not action.hang.hold(self._abandoned):
@@ -223,6 +237,8 @@ class SimulatedAppliance:
         key_type: KeyType = "rsa",
         latency: Mapping[str, float] | None = None,
         default_latency: float = 0.0,
+        algorithms: Mapping[str, Sequence[str]] | None = None,
+        password_change_required: bool = False,
     ) -> None:
         if initialized:
             admin_password = admin_password or secrets.token_urlsafe(12)
@@ -236,6 +252,12 @@ class SimulatedAppliance:
         self.username = username
         self.password = password or secrets.token_urlsafe(16)
         self.authorized_key = authorized_key
+        self.password_change_required = password_change_required
+        unknown = set(algorithms or {}) - set(_ALGORITHM_OPTIONS)
+        if unknown:
+            kinds = ", ".join(_ALGORITHM_OPTIONS)
+            raise ValueError(f"unknown algorithm kinds {sorted(unknown)} (use {kinds})")
+        self.algorithms = {kind: tuple(names) for kind, names in (algorithms or {}).items()}
         self.state = ApplianceState.create(
             hostname=hostname,
             serial=serial or str(secrets.randbelow(900_000) + 100_000),
@@ -365,6 +387,9 @@ class SimulatedAppliance:
         transport.set_log_channel(TRANSPORT_LOG)
         for key in self._keys_to_present():
             transport.add_server_key(key)
+        options = transport.get_security_options()
+        for kind, names in self.algorithms.items():
+            setattr(options, _ALGORITHM_OPTIONS[kind], names)
         handler = _SshHandler(self)
         with self._lock:
             self._transports.add(transport)
@@ -401,6 +426,8 @@ class SimulatedAppliance:
                         echo=request.pty and request.echo,
                         faults=self.faults,
                         stopping=self._stopping,
+                        password_change=self._password_changed if self.password_change_required else None,
+                        username=self.username,
                     ).run()
                     status: int | None = 0
                 else:
@@ -462,6 +489,10 @@ class SimulatedAppliance:
             return None
         self.journal.finish(seq, 0)
         return 0
+
+    def _password_changed(self, new: str) -> None:
+        self.password = new
+        self.password_change_required = False
 
     def _store_file(self, name: str, data: bytes) -> None:
         with self.state.lock:

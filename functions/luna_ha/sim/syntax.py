@@ -105,17 +105,25 @@ def resolve(word: str, candidates: Sequence[str], what: str) -> str:
 
 
 def resolve_command(tokens: Sequence[Token], tree: Mapping[str, Sequence[str]]) -> tuple[str, int]:
-    """(canonical command, number of tokens it used). ``tree`` maps nouns to verbs ('' = no verb)."""
+    """(canonical command, number of tokens it used). ``tree`` maps nouns to verbs; a verb may be
+    several words (``my`` -> ``file delete``), each resolved on its own; no verbs: a one-word command."""
     if not tokens or tokens[0].is_option:
         raise SyntaxProblem("Invalid command: " + (tokens[0].text if tokens else ""))
     noun = resolve(tokens[0].text, list(tree), "command")
-    verbs = tree[noun]
-    if not verbs:
-        return noun, 1
-    if len(tokens) < 2 or tokens[1].is_option:
-        raise SyntaxProblem(f"Incomplete command: {noun} (expected one of: {', '.join(verbs)})")
-    verb = resolve(tokens[1].text, verbs, "command")
-    return f"{noun} {verb}", 2
+    words = [noun]
+    remaining = [verb.split() for verb in tree[noun]]
+    while remaining and not any(not rest for rest in remaining):
+        choices = list(dict.fromkeys(rest[0] for rest in remaining))
+        used = len(words)
+        if len(tokens) <= used or tokens[used].is_option:
+            heads = [" ".join(rest) for rest in remaining]
+            raise SyntaxProblem(
+                f"Incomplete command: {' '.join(words)} (expected one of: {', '.join(heads)})"
+            )
+        word = resolve(tokens[used].text, choices, "command")
+        words.append(word)
+        remaining = [rest[1:] for rest in remaining if rest[0] == word]
+    return " ".join(words), len(words)
 
 
 def parse_arguments(tokens: Sequence[Token], syntax: Syntax) -> Arguments:

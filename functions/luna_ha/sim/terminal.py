@@ -5,12 +5,19 @@ password is asked; nothing when the client turned ECHO off or asked for no PTY),
 end a line, backspace edits, Ctrl-C ends the shell (as on the appliance), Ctrl-D on an empty line
 is ``exit``. Each line then passes the faults (drop, hang, fail) and, once a command has finished,
 its latency, before the ``ShellSession``'s output is sent.
+
+With ``password_change`` the shell first asks for a new password, as a Luna 7 appliance does at
+the first login (REFERENCE.md §1.1; the notice's wording is chosen here): the banner, a notice,
+``Changing password for user <name>.``, ``New password:``, ``Retype new password:`` (nothing is
+echoed). Two equal answers call ``password_change(new)`` and open lunash; different ones end the
+shell. The answers are never journaled.
 """
 
 from __future__ import annotations
 
 import codecs
 import threading
+from collections.abc import Callable
 
 import paramiko
 
@@ -45,6 +52,8 @@ class ShellTerminal:
         echo: bool,
         faults: Faults,
         stopping: threading.Event,
+        password_change: Callable[[str], None] | None = None,
+        username: str = "",
     ) -> None:
         self.session = session
         self.transport = transport
@@ -56,6 +65,9 @@ class ShellTerminal:
         self.current: str | None = None
         self.buffer: list[str] = []
         self.echoed: list[str] = []
+        self.password_change = password_change
+        self.username = username
+        self.new_passwords: list[str] = []
 
     def send(self, text: str) -> None:
         if text:
@@ -76,7 +88,22 @@ class ShellTerminal:
 
     def run(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.send(self.session.greeting())
+        if self.password_change is not None:
+            self.send(
+                "\r\n".join(
+                    (
+                        self.session.state.dialect.banner,
+                        "",
+                        "*" * 66,
+                        "*   For security purposes, you must change your password now.   *",
+                        "*" * 66,
+                        f"Changing password for user {self.username}.",
+                        "New password: ",
+                    )
+                )
+            )
+        else:
+            self.send(self.session.greeting())
         after_cr = False
         while not self.session.closed:
             data = self.channel.recv(4096)
@@ -98,6 +125,8 @@ class ShellTerminal:
             self.buffer.clear()
             self.echo_out("\r\n")
             self.flush()
+            if self.password_change is not None:
+                return self.new_password(line)
             return self.line(line) and not self.session.closed
         if char == "\x03":
             return False
@@ -111,7 +140,28 @@ class ShellTerminal:
             return True
         if char.isprintable() or char == "\t":
             self.buffer.append(char)
-            self.echo_out("*" if self.session.awaiting_secret else char)
+            if self.password_change is None:
+                self.echo_out("*" if self.session.awaiting_secret else char)
+        return True
+
+    def new_password(self, line: str) -> bool:
+        """One answer of the forced password change; False ends the shell."""
+        self.new_passwords.append(line)
+        if len(self.new_passwords) == 1:
+            self.send("Retype new password: ")
+            return True
+        first, again = self.new_passwords
+        self.new_passwords.clear()
+        if not first or first != again:
+            self.send("Sorry, passwords do not match.\r\npasswd: Authentication token manipulation error\r\n")
+            return False
+        assert self.password_change is not None
+        self.password_change(first)
+        self.password_change = None
+        self.send(
+            "passwd: all authentication tokens updated successfully.\r\n"
+            "Password change successful.\r\n\r\n" + self.session.prompt
+        )
         return True
 
     def line(self, line: str) -> bool:
@@ -125,6 +175,11 @@ class ShellTerminal:
         if action is not None and action.kind == "drop" and not action.after_execute:
             self.session.receive_only(line)
             self.transport.close()
+            return False
+        if action is not None and action.kind == "flood":
+            self.session.receive_only(line)
+            self.flush()
+            self.faults.stream_flood(self.channel.sendall, self.abandoned)
             return False
         if action is not None and action.kind == "hang":
             assert action.hang is not None
