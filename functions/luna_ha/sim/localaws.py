@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from luna_ha.errors import SetupError
 from luna_ha.sim.server import SimulatedAppliance
 
 ADMIN_SECRET = "luna/admin"  # noqa: S105 - a secret name, not a value
@@ -44,6 +45,21 @@ class LabSecrets:
 
 def manager_secret_name(appliance: SimulatedAppliance) -> str:
     return f"luna/manager/{appliance.hostname}"
+
+
+DEMO_EXTRA = "pip install 'luna-ha[demo]'"
+
+
+def require_local_aws(command: str) -> None:
+    """Raise :class:`SetupError` naming the extra to install when moto's server is missing (it is
+    not a dependency of a plain install)."""
+    try:
+        import moto.server  # noqa: F401 - only whether it imports
+    except ModuleNotFoundError as exc:
+        raise SetupError(
+            f"luna-ha {command} runs moto's server as its local AWS, and the module "
+            f"'{(exc.name or 'moto').split('.')[0]}' is not installed: {DEMO_EXTRA}"
+        ) from None
 
 
 @contextmanager
