@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 
@@ -331,6 +332,8 @@ def test_bootstrap_without_region_says_so_and_honours_aws_region_alone(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance metadata: loopback only
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # should a call be made: loopback
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # no credentials cached by earlier tests
     argv = ["client", "bootstrap", "--parameter-path", "/luna-ha/payments", "--luna-root", str(tmp_path)]
     argv += ["--client-generation", "5.3", "--config", str(tmp_path / "Chrystoki.conf")]
 
@@ -342,3 +345,4 @@ def test_bootstrap_without_region_says_so_and_honours_aws_region_alone(
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "region" not in err and "NoCredentialsError" in err  # past the region, to the credentials
+    assert err.startswith("error: ") and err.count("\n") == 1
