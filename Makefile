@@ -1,5 +1,7 @@
 # luna-ha: every task CI or a developer runs is a target here.
 SHELL := /bin/bash
+# A recipe's pipeline fails when any command in it fails: `pip ... | grep` fails when pip does.
+.SHELLFLAGS := -o pipefail -c
 .DEFAULT_GOAL := help
 
 VENV ?= .venv
@@ -26,17 +28,20 @@ ARCH ?= arm64
 PYTHON313 ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null) \
 	python3.13; do command -v "$$p" 2>/dev/null && break; done)
 PYTEST_FLAGS ?= -q
+# Drops pip's "... is ignored" noise; succeeds on empty output (grep's status 1) so that only pip's
+# own status, through pipefail, decides.
+QUIET_PIP := 2>&1 | { grep -v 'is ignored' || test $$? -eq 1; }
 
 .PHONY: help venv sam demo test lint typecheck unit functional templates bench build wheel clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python >= 3.11 (3.13 preferred)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
-	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | grep -v 'is ignored' || true
+	$(BIN)/python -m pip install -q --upgrade pip $(QUIET_PIP)
+	$(BIN)/python -m pip install -q -e '.[dev]' $(QUIET_PIP)
 	$(BIN)/python -c 'import luna_ha, paramiko, crhelper, aws_lambda_powertools, moto'
 	@touch $@
 
@@ -45,8 +50,8 @@ venv: $(STAMP) ## create .venv and install the project with its dev tools
 $(SAM_STAMP):
 	@test -n "$(PYTHON)" || { echo "need python >= 3.11 (3.13 preferred)"; exit 1; }
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
-	$(SAM_VENV)/bin/python -m pip install -q 'aws-sam-cli==$(SAM_CLI_VERSION)' 2>&1 | grep -v 'is ignored' || true
+	$(SAM_VENV)/bin/python -m pip install -q --upgrade pip $(QUIET_PIP)
+	$(SAM_VENV)/bin/python -m pip install -q 'aws-sam-cli==$(SAM_CLI_VERSION)' $(QUIET_PIP)
 	SAM_CLI_TELEMETRY=0 $(SAM) --version
 	@touch $@
 
@@ -55,8 +60,8 @@ sam: $(SAM_STAMP) ## create .venv-sam with the AWS SAM CLI
 $(CHECKOV_STAMP):
 	@test -n "$(PYTHON)" || { echo "need python >= 3.11 (3.13 preferred)"; exit 1; }
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
-	$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)' 2>&1 | grep -v 'is ignored' || true
+	$(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip $(QUIET_PIP)
+	$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)' $(QUIET_PIP)
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --version
 	@touch $@
 
@@ -66,17 +71,17 @@ demo: $(STAMP) ## run the whole lifecycle locally: simulated appliances + moto
 test: lint typecheck $(SAM_STAMP) $(CHECKOV_STAMP) ## ruff, mypy and every test tier
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff check and ruff format --check
 	$(BIN)/ruff check functions tests bench
 	$(BIN)/ruff format --check functions tests bench
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) ## mypy (strict) of functions/luna_ha
 	$(BIN)/mypy
 
 unit: $(STAMP) ## the pure, fast tests only
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/unit
 
-functional: $(STAMP)
+functional: $(STAMP) ## real SSH to the simulator, moto, the real handler
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/functional
 
 templates: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) ## cfn-lint, sam validate --lint and sam build of templates/
@@ -92,8 +97,8 @@ build: $(SAM_STAMP) ## sam build of the provider (function + layer for ARCH, wit
 		$(SAM) build --template templates/provider.yaml --parameter-overrides Architecture=$(ARCH)
 
 wheel: $(STAMP) ## build the distribution (wheel) into dist/
-	$(BIN)/python -m pip wheel -q --no-deps -w dist . 2>&1 | grep -v 'is ignored' || true
+	$(BIN)/python -m pip wheel -q --no-deps -w dist . $(QUIET_PIP)
 	@ls dist/*.whl
 
-clean:
+clean: ## remove the venvs and every build, cache and dist directory
 	rm -rf $(VENV) $(SAM_VENV) build dist .aws-sam .mypy_cache .ruff_cache .pytest_cache

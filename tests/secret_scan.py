@@ -273,6 +273,8 @@ class SecretScan:
                     args = (_Tee(args[0], scan, original.__qualname__), *args[1:])
                 elif not keyword and kwargs.get("out") is not None:
                     kwargs["out"] = _Tee(kwargs["out"], scan, original.__qualname__)
+                if kwargs.get("err") is not None:  # the CLI's standard error, when a test gives one
+                    kwargs["err"] = _Tee(kwargs["err"], scan, original.__qualname__)
                 return original(argv, *args, **kwargs)
 
             return wrapper

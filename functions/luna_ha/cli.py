@@ -2,25 +2,50 @@
 
 A composition root: it builds the real adapters (boto3 clients from the standard credential chain
 and ``AWS_ENDPOINT_URL``, paramiko sessions) and hands them to the engine.
+
+Conventions (README, "The CLI"): the result goes to standard output (text, or one JSON document
+with ``--output json``), progress, warnings and errors to standard error; the exit status is 0 on
+success, 1 on failure, 2 on a usage error and, from ``plan`` only, 3 when changes are pending.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import json
 import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TextIO
+from typing import Any, TextIO
+
+from botocore.exceptions import BotoCoreError
 
 from luna_ha import compose
+from luna_ha.awsenv import check_aws_setup, honour_aws_region
+from luna_ha.awsenv import describe as describe_aws_error
 from luna_ha.clock import Deadline
 from luna_ha.engine import Engine, GroupRunError, RunReport
 from luna_ha.errors import LunaHAError
 from luna_ha.layout import check_path
 from luna_ha.spec import GroupSpec, load_group_file
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 3
+GROUP_COMMANDS = ("plan", "apply", "destroy")
+# The version of the document ``--output json`` prints; bumped on any change that is not an addition.
+JSON_SCHEMA = 1
+EXIT_STATUS_TEXT = (
+    "exit status: 0 success (plan: nothing to do); 1 failure; 2 usage error; 3 plan: changes pending"
+)
+
+
+def distribution_version() -> str:
+    """The installed distribution's version (``unknown`` when run from a tree that is not installed,
+    as in the Lambda function)."""
+    try:
+        return importlib.metadata.version("luna-ha")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def cli_physical_id(spec: GroupSpec) -> str:
@@ -66,16 +91,98 @@ def print_report(report: RunReport, out: TextIO) -> None:
         print(f"  {key}: {value}", file=out)
 
 
-def _group_command(args: argparse.Namespace, out: TextIO) -> int:
+def changes_pending(report: RunReport) -> bool:
+    """Whether a successful ``plan`` found work for ``apply`` on an appliance."""
+    return report.operation == "plan" and any(a.planned for a in report.appliances)
+
+
+def exit_status(report: RunReport) -> int:
+    if not report.ok:
+        return EXIT_FAILED
+    return EXIT_CHANGES if changes_pending(report) else EXIT_OK
+
+
+def report_document(report: RunReport, spec: GroupSpec, physical_id: str) -> dict[str, Any]:
+    """What ``--output json`` prints (schema in README.md, "The CLI"). Names, counts and error
+    messages only: no parameter value, no certificate, no secret."""
+    changed = bool(
+        report.parameters_put or report.parameters_deleted or any(a.done for a in report.appliances)
+    )
+    return {
+        "schema": JSON_SCHEMA,
+        "version": distribution_version(),
+        "operation": report.operation,
+        "ok": report.ok,
+        "changes_pending": changes_pending(report) if report.operation == "plan" else None,
+        "changed": changed,
+        "group": {
+            "label": spec.group_label,
+            "partition": spec.partition_name,
+            "parameter_path": spec.parameter_path,
+            "id": physical_id,
+        },
+        "seconds": round(report.seconds, 3),
+        "appliances": [
+            {
+                "host": a.host,
+                "role": "leaving" if a.leaving else "member",
+                "ok": a.ok,
+                "error": None if a.error is None else str(a.error),
+                "skipped": a.skipped,
+                "planned": [str(step) for step in a.planned],
+                "done": [str(step) for step in a.done],
+                "partition_serial": a.partition_serial,
+                "commands": a.commands,
+                "mutating": a.mutating,
+                "seconds": round(a.seconds, 3),
+            }
+            for a in report.appliances
+        ],
+        "parameters": {"written": list(report.parameters_put), "deleted": list(report.parameters_deleted)},
+        "data": dict(report.data),
+        "warnings": list(spec.warnings),
+    }
+
+
+def _confirm_destroy(spec: GroupSpec, physical_id: str, err: TextIO, stdin: TextIO) -> bool:
+    """Terraform's rule: on a terminal ask, and only ``yes`` approves; elsewhere ``--yes`` must."""
+    if not stdin.isatty():
+        print("error: destroy changes appliances: pass --yes to approve without a terminal", file=err)
+        return False
+    partitions = (
+        "and delete its partition"
+        if spec.partition_deletion_policy == "Delete"
+        else "(partitions are kept: PartitionDeletionPolicy Retain)"
+    )
+    print(
+        f"destroy {spec.group_label}: revoke and delete the clients of {physical_id} on "
+        f"{len(spec.appliances)} appliance(s) {partitions}, and delete its parameters under "
+        f"{spec.parameter_path}.",
+        file=err,
+    )
+    err.write("Only 'yes' will be accepted to approve: ")
+    err.flush()
+    if stdin.readline().strip() == "yes":
+        return True
+    print("destroy cancelled: nothing was changed", file=err)
+    return False
+
+
+def _group_command(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     spec = load_group_file(args.config)
     for warning in spec.warnings:
-        print(f"warning: {warning}", file=out)
-    engine = build_engine(spec, out, getattr(args, "table", None))
+        print(f"warning: {warning}", file=err)
+    check_aws_setup()
     physical_id = args.id or cli_physical_id(spec)
+    if args.command == "destroy" and not args.yes and not _confirm_destroy(spec, physical_id, err, stdin):
+        return EXIT_FAILED
+    engine = build_engine(spec, err, args.table)
     deadline = Deadline.after(args.timeout) if args.timeout else Deadline.never()
-    print(
-        f"{args.command} {spec.group_label} ({len(spec.appliances)} appliance(s), id {physical_id})", file=out
-    )
+    if args.output == "text":
+        print(
+            f"{args.command} {spec.group_label} ({len(spec.appliances)} appliance(s), id {physical_id})",
+            file=out,
+        )
     try:
         if args.command == "plan":
             report = engine.plan(spec, physical_id, deadline=deadline)
@@ -86,10 +193,12 @@ def _group_command(args: argparse.Namespace, out: TextIO) -> int:
         else:
             report = engine.destroy(spec, physical_id, deadline=deadline)
     except GroupRunError as exc:
-        print_report(exc.report, out)
-        return EXIT_FAILED
-    print_report(report, out)
-    return EXIT_OK
+        report = exc.report
+    if args.output == "json":
+        print(json.dumps(report_document(report, spec, physical_id), indent=2), file=out)
+    else:
+        print_report(report, out)
+    return exit_status(report)
 
 
 def _parameter_path(text: str) -> str:
@@ -100,14 +209,17 @@ def _parameter_path(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="luna-ha", description="Luna HSM HA groups as code.")
+    parser = argparse.ArgumentParser(
+        prog="luna-ha", description="Luna HSM HA groups as code.", epilog=EXIT_STATUS_TEXT
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {distribution_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("plan", "show, per appliance, what apply would do (changes nothing)"),
         ("apply", "converge every appliance and publish the group to Parameter Store"),
         ("destroy", "remove this group's clients and parameters (partitions only under Delete policy)"),
     ):
-        p = sub.add_parser(name, help=text, description=text)
+        p = sub.add_parser(name, help=text, description=text, epilog=EXIT_STATUS_TEXT)
         p.add_argument(
             "-c", "--config", required=True, help="group file (YAML or JSON, resource property keys)"
         )
@@ -122,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="the coordination table (DynamoDB) shared with the provider and other runs "
             "(default: $LUNA_HA_TABLE)",
         )
+        p.add_argument(
+            "--output",
+            choices=("text", "json"),
+            default="text",
+            help="text (default) or one JSON document (schema in the README) on standard output",
+        )
         if name == "apply":
             p.add_argument(
                 "--moved-from",
@@ -130,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
                 help="the ParameterPath the group was applied with before you changed it: its client "
                 "keys move to the new path (no re-registration) and its parameters there are deleted",
             )
+        if name == "destroy":
+            p.add_argument(
+                "-y",
+                "--yes",
+                action="store_true",
+                help="approve without asking; required when standard input is not a terminal",
+            )
     sim = sub.add_parser("simulate", help="run simulated Luna appliances on 127.0.0.1", add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     demo = sub.add_parser(
@@ -137,33 +262,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("rest", nargs=argparse.REMAINDER)
     client = sub.add_parser(
-        "client", help="on an ASG member: 'luna-ha client bootstrap --parameter-path ...'"
+        "client",
+        help="on an ASG member: luna-ha client bootstrap --parameter-path ...",
+        description=("Commands for an Auto Scaling group member's Luna client."),
     )
-    client.add_argument("rest", nargs=argparse.REMAINDER)
+    client_sub = client.add_subparsers(dest="client_command", required=True, metavar="{bootstrap}")
+    bootstrap = client_sub.add_parser(
+        "bootstrap",
+        help="configure this Luna client from the group's parameters (luna-ha client bootstrap --help)",
+        add_help=False,
+    )
+    bootstrap.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+def _dispatch(argv: list[str], out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    # These own their options: hand them everything after their name.
+    if argv[:1] == ["simulate"]:
+        from luna_ha.sim.cli import simulate_main
+
+        return int(simulate_main(argv[1:]))
+    if argv[:2] == ["client", "bootstrap"]:
+        from luna_ha.client.cli import bootstrap_main
+
+        return int(bootstrap_main(argv[2:]))
+    if argv[:1] == ["demo"]:
+        from luna_ha.demo import demo_main
+
+        return int(demo_main(argv[1:]))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command not in GROUP_COMMANDS:  # pragma: no cover - every other command returned above
+        parser.print_usage(err)
+        return EXIT_USAGE
+    return _group_command(args, out, err, stdin)
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    out: TextIO | None = None,
+    *,
+    err: TextIO | None = None,
+    stdin: TextIO | None = None,
+) -> int:
+    """``luna-ha ...``; returns the exit status (see :data:`EXIT_STATUS_TEXT`)."""
     out = out or sys.stdout
+    err = err or sys.stderr
+    stdin = stdin or sys.stdin
     argv = list(sys.argv[1:] if argv is None else argv)
+    honour_aws_region()
     try:
-        # These two own their options: hand them everything after their name.
-        if argv[:1] == ["simulate"]:
-            from luna_ha.sim.cli import simulate_main
-
-            return int(simulate_main(argv[1:]))
-        if argv[:2] == ["client", "bootstrap"]:
-            from luna_ha.client.cli import bootstrap_main
-
-            return int(bootstrap_main(argv[2:]))
-        if argv[:1] == ["demo"]:
-            from luna_ha.demo import demo_main
-
-            return int(demo_main(argv[1:]))
-        args = build_parser().parse_args(argv)
-        return _group_command(args, out)
+        return _dispatch(argv, out, err, stdin)
+    except SystemExit as exc:  # argparse (--help, --version, usage errors) or a message to show
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or EXIT_OK
+        print(f"error: {exc.code}", file=err)
+        return EXIT_FAILED
     except LunaHAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=err)
+        return EXIT_FAILED
+    except BotoCoreError as exc:  # an endpoint that cannot be reached, ...: one line, no traceback
+        print(f"error: {describe_aws_error(exc)}", file=err)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -27,12 +27,42 @@ PATH = "/luna-ha/payments"
 _QUIET = {"LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true"}
 
 
-def demo_main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="luna-ha demo", description=__doc__)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every simulated command")
+# ``--help`` shows this as written (the module docstring is reStructuredText for the API docs).
+DESCRIPTION = """\
+The whole lifecycle on this machine, nothing outside 127.0.0.0/8:
+
+  - three simulated Luna SA appliances on 127.0.0.1-3 (two initialized, one zeroized);
+  - moto's server as Secrets Manager and SSM, reached through AWS_ENDPOINT_URL;
+  - a local CloudFormation that sends Create, Update and Delete events to the
+    provider's Lambda handler and receives its answers over HTTPS on 127.0.0.1;
+  - an Auto Scaling group member (simulated Luna client tools) that runs
+    'luna-ha client bootstrap' after the Create and again after a rotation.
+
+Needs moto's server, which a plain install does not bring: pip install 'luna-ha[demo]'.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="luna-ha demo", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="seconds added to every simulated command (default 0)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the function's own log lines")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def demo_main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
     out = out or sys.stdout
+    from luna_ha.sim.localaws import require_local_aws
+
+    require_local_aws("demo")
     if not args.verbose:
         for key, value in _QUIET.items():
             os.environ.setdefault(key, value)

@@ -90,3 +90,7 @@ class PasswordChangeRequired(ApplianceError):
 
 class ZeroizationGuard(ApplianceError):
     """Logging in as HSM Admin is refused because a failure could zeroize the HSM."""
+
+
+class SetupError(LunaHAError):
+    """This machine is not set up for the command: no AWS region or credentials, a missing extra."""

@@ -376,7 +376,7 @@ def test_the_cli_refuses_another_groups_partition_and_path(
     second.write_text(yaml.safe_dump(copy))
     code, output = run_cli("apply", "-c", str(second), "--id", "someone-else")
     assert code == 1 and "not created by this resource" in output
-    assert run_cli("destroy", "-c", str(second), "--id", "someone-else")[0] == 0
+    assert run_cli("destroy", "-c", str(second), "--id", "someone-else", "--yes")[0] == 0
 
     same_path = group_properties(appliances, PartitionName="orders", ParameterPath=PATH)
     second.write_text(yaml.safe_dump(same_path))

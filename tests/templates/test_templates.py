@@ -56,7 +56,7 @@ WHEEL_ARCH = {"arm64": "aarch64", "x86_64": "x86_64"}
 MAGIC_313 = (3571).to_bytes(2, "little") + b"\r\n"
 UNCHECKED_HASH = 0b01
 # What the function ships of luna_ha: all but what only the CLI, the demo and the tests import.
-NOT_SHIPPED = ("sim", "client", "cli.py", "demo.py")
+NOT_SHIPPED = ("sim", "client", "cli.py", "demo.py", "awsenv.py")
 # What the Lambda runtime provides besides the standard library (boto3 and its dependencies).
 RUNTIME_PACKAGES = {"boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six", "jmespath"}
 

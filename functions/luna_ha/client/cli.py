@@ -1,8 +1,8 @@
 """``luna-ha client bootstrap``: configure this ASG member's Luna client from Parameter Store.
 
-A composition root: boto3 clients from the standard credential chain (``AWS_ENDPOINT_URL``,
-``AWS_REGION`` and the instance role are honoured by boto3 itself), the client tools of the
-installation found (or named) here, then :func:`luna_ha.client.bootstrap.bootstrap`.
+A composition root: boto3 clients from the standard credential chain (``AWS_ENDPOINT_URL`` and the
+instance role are honoured by boto3 itself, ``AWS_REGION`` by :mod:`luna_ha.awsenv`), the client
+tools of the installation found (or named) here, then :func:`luna_ha.client.bootstrap.bootstrap`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import TextIO
 
 from botocore.exceptions import BotoCoreError
 
+from luna_ha.awsenv import describe as describe_aws_error
+from luna_ha.awsenv import honour_aws_region
 from luna_ha.client.bootstrap import BootstrapReport, bootstrap
 from luna_ha.client.tools import (
     DEFAULT_TIMEOUT,
@@ -104,6 +106,7 @@ def bootstrap_main(argv: list[str] | None = None, *, out: TextIO | None = None) 
         args = build_bootstrap_parser().parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    honour_aws_region()
     try:
         import boto3
 
@@ -129,7 +132,7 @@ def bootstrap_main(argv: list[str] | None = None, *, out: TextIO | None = None) 
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except BotoCoreError as exc:  # no region, no credentials: said before any parameter is read
-        print(f"error: AWS: {exc}", file=sys.stderr)
+        print(f"error: {describe_aws_error(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

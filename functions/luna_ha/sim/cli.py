@@ -20,7 +20,14 @@ from typing import TextIO
 
 import yaml
 
-from luna_ha.sim.localaws import LabSecrets, environment, group_properties, local_aws, seed_secrets
+from luna_ha.sim.localaws import (
+    LabSecrets,
+    environment,
+    group_properties,
+    local_aws,
+    require_local_aws,
+    seed_secrets,
+)
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
 
 
@@ -89,6 +96,8 @@ def simulate_main(argv: list[str] | None = None, *, out: TextIO | None = None) -
             parser.error("--port-base leaves no room for the appliances")
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
+    if args.aws:
+        require_local_aws("simulate --aws")
     lab = LabSecrets.generate()
     try:
         appliances = start_appliances(

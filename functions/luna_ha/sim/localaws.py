@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from luna_ha.coordination import TABLE_ENV, create_table
+from luna_ha.errors import SetupError
 from luna_ha.sim.server import SimulatedAppliance
 from luna_ha.spec import host_key_fingerprint
 
@@ -50,6 +51,21 @@ def manager_secret_name(appliance: SimulatedAppliance) -> str:
     return f"luna/manager/{appliance.hostname}"
 
 
+DEMO_EXTRA = "pip install 'luna-ha[demo]'"
+
+
+def require_local_aws(command: str) -> None:
+    """Raise :class:`SetupError` naming the extra to install when moto's server is missing (it is
+    not a dependency of a plain install)."""
+    try:
+        import moto.server  # noqa: F401 - only whether it imports
+    except ModuleNotFoundError as exc:
+        raise SetupError(
+            f"luna-ha {command} runs moto's server as its local AWS, and the module "
+            f"'{(exc.name or 'moto').split('.')[0]}' is not installed: {DEMO_EXTRA}"
+        ) from None
+
+
 @contextmanager
 def local_aws(*, set_environment: bool = True) -> Iterator[str]:
     """moto's server on 127.0.0.1; yields its endpoint URL.
@@ -71,20 +87,18 @@ def local_aws(*, set_environment: bool = True) -> Iterator[str]:
     if set_environment:
         os.environ.update(environment(endpoint))
         os.environ.pop("AWS_PROFILE", None)
-    import boto3
+    try:
+        import boto3
 
-    settings = environment(endpoint)
-    create_table(
-        boto3.client(
+        settings = environment(endpoint)
+        dynamodb = boto3.client(
             "dynamodb",
             endpoint_url=endpoint,
             region_name=settings["AWS_REGION"],
             aws_access_key_id=settings["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
-        ),
-        TABLE,
-    )
-    try:
+        )
+        create_table(dynamodb, TABLE)  # the provider template's coordination table
         yield endpoint
     finally:
         server.stop()
