@@ -47,6 +47,11 @@ CHECKOV_EXPLAINED = {
         "no customer managed key for the log group: nothing secret is ever logged (tests/secret_scan.py "
         "checks every log line of the functional suites); CloudWatch Logs encrypts at rest by default"
     ),
+    ("CKV_AWS_119", "AWS::DynamoDB::Table.CoordinationTable"): (
+        "the coordination table is encrypted at rest with the AWS managed key (SSEEnabled), not a "
+        "customer managed one: it holds no secret, only paths, physical ids, host key fingerprints, "
+        "HSM and partition serials and timestamps (tests/test_trust_boundaries.py reads it)"
+    ),
 }
 
 # (path relative to the repository, bandit test id, the flagged line stripped): why it is accepted.
@@ -84,7 +89,7 @@ BANDIT_ASSERTS = {
     "functions/luna_ha/sim/appliance.py": 3,
     "functions/luna_ha/sim/cloudformation.py": 1,
     "functions/luna_ha/sim/server.py": 2,
-    "functions/luna_ha/sim/terminal.py": 1,
+    "functions/luna_ha/sim/terminal.py": 2,
 }
 
 

@@ -156,6 +156,8 @@ def test_function_contract(provider: dict[str, Any]) -> None:
         "POWERTOOLS_METRICS_NAMESPACE": "LunaHA",
         "LOG_LEVEL": "INFO",
         "LUNA_HA_RESPONSE_MARGIN_SECONDS": "30",
+        "LUNA_HA_PARAMETER_PREFIX": {"Ref": "ParameterPathPrefix"},
+        "LUNA_HA_TABLE": {"Ref": "CoordinationTable"},
     }
     assert props["Layers"] == [{"Ref": "DepsLayer"}]
     assert props["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
@@ -220,16 +222,32 @@ def test_function_security_group_egress_only_ssh_to_appliances_and_https(provide
 def test_vpc_endpoints_are_optional(provider: dict[str, Any]) -> None:
     endpoints = resources_of(provider, "AWS::EC2::VPCEndpoint")
     services = {sub_text(e["Properties"]["ServiceName"]).rsplit(".", 1)[1]: e for e in endpoints.values()}
-    assert set(services) == {"s3", "secretsmanager", "ssm", "kms"}
-    assert services["s3"]["Properties"]["VpcEndpointType"] == "Gateway"
+    assert set(services) == {"s3", "dynamodb", "secretsmanager", "ssm", "kms"}
+    gateways = ("s3", "dynamodb")
     for name, endpoint in services.items():
         assert "Condition" in endpoint, name
-        if name != "s3":
+        if name in gateways:
+            assert endpoint["Properties"]["VpcEndpointType"] == "Gateway"
+            assert endpoint["Properties"]["RouteTableIds"] == {"Ref": "RouteTableIds"}
+        else:
             assert endpoint["Properties"]["PrivateDnsEnabled"] is True
             assert endpoint["Properties"]["SecurityGroupIds"] == [{"Ref": "EndpointSecurityGroup"}]
     assert provider["Parameters"]["CreateVpcEndpoints"]["Default"] == "false"
     ingress = provider["Resources"]["EndpointSecurityGroup"]["Properties"]["SecurityGroupIngress"]
     assert [r["SourceSecurityGroupId"] for r in ingress] == [{"Ref": "FunctionSecurityGroup"}]
+
+
+def test_the_coordination_table_is_encrypted_recoverable_and_kept(provider: dict[str, Any]) -> None:
+    (table,) = resources_of(provider, "AWS::DynamoDB::Table").values()
+    props = table["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert table["DeletionPolicy"] == "Retain" and table["UpdateReplacePolicy"] == "Retain"
+    assert "TableName" not in props  # one provider per stack name, not per region
+    assert provider["Outputs"]["CoordinationTableName"]["Value"] == {"Ref": "CoordinationTable"}
 
 
 def test_event_invoke_config_never_retries(provider: dict[str, Any]) -> None:
@@ -270,7 +288,17 @@ def test_provider_role_is_least_privilege(provider: dict[str, Any]) -> None:
         if actions != ["secretsmanager:BatchGetSecretValue"]:  # no resource type: "*" is the only one
             assert "*" not in as_list(statement["Resource"]), statement
         by_service.setdefault(services.pop(), []).append(statement)
-    assert set(by_service) == {"secretsmanager", "ssm", "kms"}
+    assert set(by_service) == {"secretsmanager", "ssm", "kms", "dynamodb"}
+
+    # Single items of the coordination table, and nothing that lists it.
+    (dynamodb,) = by_service["dynamodb"]
+    assert set(dynamodb["Action"]) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
+    assert dynamodb["Resource"] == {"Fn::GetAtt": ["CoordinationTable", "Arn"]}
 
     # Values only of the listed secrets: the batch call returns just what GetSecretValue allows.
     secrets, batch = by_service["secretsmanager"]
