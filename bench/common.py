@@ -19,8 +19,10 @@ sys.path.insert(0, str(ROOT))
 from fleet import REGION, ApplianceInfo, Backend  # noqa: E402
 from tests.functional.lab import Lab  # noqa: E402
 
+from luna_ha.coordination import Coordinator  # noqa: E402
 from luna_ha.engine import ApplianceReport, Engine, RunReport  # noqa: E402
 from luna_ha.secrets import SecretReader  # noqa: E402
+from luna_ha.sim.localaws import TABLE  # noqa: E402
 from luna_ha.spec import GroupSpec, parse_properties  # noqa: E402
 from luna_ha.store import ParameterStore  # noqa: E402
 
@@ -107,6 +109,7 @@ def build_engine(workers: int = 16) -> TimedEngine:
     return TimedEngine(
         secrets=SecretReader(boto3.client("secretsmanager", region_name=REGION)),
         store=ParameterStore(boto3.client("ssm", region_name=REGION)),
+        coordinator=Coordinator(boto3.client("dynamodb", region_name=REGION), TABLE),
         max_workers=workers,
         deletion_markers=True,
     )

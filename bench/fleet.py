@@ -228,13 +228,28 @@ class Backend:
         return self.appliances
 
     def _seed(self, appliances: Sequence[ApplianceInfo]) -> None:
+        from luna_ha.coordination import create_table
+        from luna_ha.sim.localaws import TABLE
+        from luna_ha.spec import host_key_fingerprint
+
+        if not self._seeded:  # the first time: the provider's coordination table
+            create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
         sm = boto3.client("secretsmanager", region_name=REGION)
-        values = {
-            ADMIN_SECRET: {"password": self.group.admin_password, "domain": self.group.domain},
-            PARTITION_SECRET: {"password": self.group.partition_password},
+        every = [host_key_fingerprint(a.host_key_line) for a in appliances]
+        values: dict[str, dict[str, Any]] = {
+            ADMIN_SECRET: {
+                "password": self.group.admin_password,
+                "domain": self.group.domain,
+                "appliances": every,
+            },
+            PARTITION_SECRET: {"password": self.group.partition_password, "appliances": every},
         }
-        for a in appliances:
-            values[f"luna/manager/{a.hostname}"] = {"username": a.username, "password": a.password}
+        for a, fingerprint in zip(appliances, every, strict=True):
+            values[f"luna/manager/{a.hostname}"] = {
+                "username": a.username,
+                "password": a.password,
+                "appliances": [fingerprint],
+            }
         for name, value in values.items():
             text = json.dumps(value)
             if name in self._seeded:

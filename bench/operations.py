@@ -31,6 +31,7 @@ class OperationCounts:
     read_only: list[int]
     ssm_calls: int
     secrets_calls: int
+    dynamodb_calls: int
     parameters_written: int
     parameters_deleted: int
 
@@ -68,6 +69,7 @@ def _counted(
         read_only,
         calls_of(calls, "ssm"),
         calls_of(calls, "secretsmanager"),
+        calls_of(calls, "dynamodb"),
         len(report.parameters_put),
         len(report.parameters_deleted),
     )
@@ -122,6 +124,7 @@ def print_results(results: list[OperationCounts], appliances: int) -> None:
             f"{_spread(r.engine_commands)} ({_spread(r.engine_mutating)})",
             r.ssm_calls,
             r.secrets_calls,
+            r.dynamodb_calls,
             f"{r.parameters_written}/{r.parameters_deleted}",
         ]
         for r in results
@@ -138,6 +141,7 @@ def print_results(results: list[OperationCounts], appliances: int) -> None:
                 "engine: commands (mutating)",
                 "SSM calls per run",
                 "Secrets Manager calls per run",
+                "DynamoDB calls per run",
                 "parameters put/deleted",
             ],
             rows,
@@ -146,6 +150,8 @@ def print_results(results: list[OperationCounts], appliances: int) -> None:
     note(
         "\nmutating / login / read-only: what each appliance's journal received (SCP upload = mutating, "
         "server.pem download = read-only). Lambda settings: deletion markers on (Delete writes one "
-        "marker parameter, every apply reads that marker once more); HSM Admin work takes one lock per run "
-        "(2 SSM calls); one BatchGetSecretValue reads every secret of a run."
+        "marker record, every apply reads it once more); DynamoDB (the coordination table): the path "
+        "claim, one partition record read per appliance (and written when a partition is created), "
+        "one HSM Admin lease per appliance that logs in (taken and let go); one BatchGetSecretValue "
+        "reads every secret of a run."
     )
