@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, NamedTuple
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
@@ -111,6 +112,18 @@ def generate_client_credential(
         key_pem=key_pem,
         not_after=certificate.not_valid_after_utc,
     )
+
+
+def credential_matches(cert_pem: str, key_pem: str) -> bool:
+    """Whether ``key_pem`` is the private key of ``cert_pem``'s public key (False for anything that
+    does not load). A pair written half by one run and half by another fails here."""
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem.encode())
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return certificate.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
 
 
 def luna_fingerprint(cert_pem: str | bytes) -> str:

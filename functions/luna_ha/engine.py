@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from luna_ha import admin_guard
 from luna_ha import appliance as appl
 from luna_ha.admin_guard import AdminGuard
-from luna_ha.certs import generate_client_credential, luna_fingerprint
+from luna_ha.certs import credential_matches, generate_client_credential, luna_fingerprint
 from luna_ha.clock import Deadline
 from luna_ha.coordination import Coordinator, PartitionRecord, PathTaken
 from luna_ha.errors import (
@@ -36,6 +36,8 @@ from luna_ha.layout import (
     Parameter,
     ParameterPlan,
     build_layout,
+    client_cert_name,
+    client_key_name,
     owned_by,
     plan_parameters,
 )
@@ -166,6 +168,9 @@ class Generation:
     name: str
     cert_pem: str
     key_pem: str = field(repr=False)
+    # What Parameter Store holds under this name is unusable (a key without its certificate, or a
+    # pair that does not match: a run that died between its writes): overwrite both.
+    replace: bool = field(default=False, compare=False)
 
 
 class Engine:
@@ -457,11 +462,15 @@ class Engine:
             for name in [current] + ([previous] if previous else []):
                 cert = existing.get(_param(spec.parameter_path, f"clients/{client.name}/{name}/cert"))
                 key = existing.get(_param(spec.parameter_path, f"clients/{client.name}/{name}/key"))
-                if cert is not None and key is not None:
+                usable = cert is not None and key is not None and credential_matches(cert.value, key.value)
+                if usable and cert is not None and key is not None:
                     result.append(Generation(client.name, name, cert.value, key.value))
                 elif create:
                     credential = generate_client_credential(name, now=self.now())
-                    result.append(Generation(client.name, name, credential.cert_pem, credential.key_pem))
+                    broken = cert is not None and key is not None  # both there, not a pair
+                    result.append(
+                        Generation(client.name, name, credential.cert_pem, credential.key_pem, replace=broken)
+                    )
                 else:
                     result.append(Generation(client.name, name, "", ""))
         return result
@@ -471,31 +480,36 @@ class Engine:
     ) -> list[Parameter]:
         """Write each new generation's key and certificate once; if another run wrote them first
         (a duplicated event), adopt what it wrote so that every run registers the same certificate.
-        Returns the parameters written."""
+        What a run that died half-way left (a key without its certificate, a pair that does not
+        match) is replaced, never a reason to fail. Returns the parameters written."""
         written: list[Parameter] = []
         for index, g in enumerate(generations):
             key, cert = _credential_parameters(spec.parameter_path, [g]).values()
-            if key.name in existing and cert.name in existing:
+            if key.name in existing and cert.name in existing and not g.replace:
                 continue
-            base = key.name.rsplit("/", 1)[0]
-            if self.store.create(key):
-                self.store.apply(ParameterPlan(puts=(cert,)))
-                written += [key, cert]
-                continue
-            adopted = self._read_generation(spec.parameter_path, base, g)
-            generations[index] = adopted
+            if g.replace or not self.store.create(key):
+                adopted = None if g.replace else self._read_generation(spec.parameter_path, g)
+                if adopted is not None:
+                    generations[index] = adopted
+                    continue
+                # Nobody is finishing it: this run's pair replaces it, the key first (as always).
+                self.store.apply(ParameterPlan(puts=(key,)))
+            self.store.apply(ParameterPlan(puts=(cert,)))
+            written += [key, cert]
         return written
 
-    def _read_generation(self, path: str, base: str, g: Generation, attempts: int = 10) -> Generation:
+    def _read_generation(self, path: str, g: Generation, attempts: int = 10) -> Generation | None:
+        """The pair another run is writing under ``g``'s name, once both halves are there and match;
+        None when its certificate does not come (that run died, or its write failed)."""
         for _ in range(attempts):
             latest = self.store.read(path)
-            key, cert = latest.get(f"{base}/key"), latest.get(f"{base}/cert")
-            if key is not None and cert is not None:
+            key = latest.get(client_key_name(path, g.client, g.name))
+            cert = latest.get(client_cert_name(path, g.client, g.name))
+            if key is not None and cert is not None and credential_matches(cert.value, key.value):
                 return Generation(g.client, g.name, cert.value, key.value)
             time.sleep(0.2)  # the other writer puts the certificate right after the key
-        raise LunaHAError(
-            f"the certificate of {g.name} was not published by the run that wrote its key; re-run"
-        )
+        log.warning("the certificate of %s did not come after its key: this run publishes its own", g.name)
+        return None
 
     def _targets(
         self,

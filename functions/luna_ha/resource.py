@@ -128,14 +128,22 @@ class GroupResource:
         if not physical_id:
             log.info("Delete without a physical id: nothing of this resource exists")
             return Outcome(physical_id)
+        # An id this function never answers with was made up by CloudFormation for a Create that
+        # never answered (killed, timed out): what that Create did, it did under the id it would
+        # have answered with, which the event's stack, logical id and properties give.
+        target = physical_id if physical_id.startswith(f"{ID_PREFIX}/") else physical_id_for(event)
+        if target != physical_id:
+            log.info(
+                "Delete of an id CloudFormation made up: removing what its Create did", extra={"id": target}
+            )
         if spec is None:
-            return self._delete_unparsed(properties, physical_id, remaining_seconds)
-        report = self.engine_factory(spec).destroy(
-            spec, physical_id, deadline=self.deadline(remaining_seconds)
-        )
+            return self._delete_unparsed(properties, physical_id, remaining_seconds, target)
+        report = self.engine_factory(spec).destroy(spec, target, deadline=self.deadline(remaining_seconds))
         return Outcome(physical_id, {}, report)
 
-    def _delete_unparsed(self, properties: object, physical_id: str, remaining_seconds: float) -> Outcome:
+    def _delete_unparsed(
+        self, properties: object, physical_id: str, remaining_seconds: float, target: str
+    ) -> Outcome:
         """Properties that do not parse: usually the rollback of a Create refused for them (nothing
         was done); but they may also be a template of an older version of this product, whose
         resource exists. Its group document, if any, says what to remove."""
@@ -146,7 +154,7 @@ class GroupResource:
         bare = GroupSpec("", _partition_of(properties), "", "", (), parameter_path=path)
         engine = self.engine_factory(bare)
         try:
-            report = engine.destroy_published(path, physical_id, deadline=self.deadline(remaining_seconds))
+            report = engine.destroy_published(path, target, deadline=self.deadline(remaining_seconds))
         except StoreError as exc:  # e.g. a path outside what the function may read: never stick
             log.warning(
                 "Delete with invalid properties: cannot read their ParameterPath", extra={"error": str(exc)}

@@ -8,15 +8,17 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from moto import mock_aws
 
-from luna_ha.certs import luna_fingerprint
+from luna_ha.certs import credential_matches, generate_client_credential, luna_fingerprint
 from luna_ha.clock import Deadline
 from luna_ha.engine import GroupRunError, ResourceDeleted
 from luna_ha.errors import LunaHAError
@@ -253,3 +255,61 @@ def test_a_private_key_that_cannot_be_loaded_is_named_as_such(lab: Lab) -> None:
         GroupRunError, match=r"127\.0\.0\.1.*private key of the manager secret cannot be loaded"
     ):
         lab.engine().apply(lab.spec(), ID)
+
+
+def test_a_client_key_published_without_its_certificate_is_replaced_not_a_permanent_failure(
+    lab: Lab,
+) -> None:
+    spec = lab.spec()
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    web0 = f"web-{ownership_token(ID)}-r0"
+    orphan = generate_client_credential(
+        web0, now=datetime.now(UTC)
+    )  # a run wrote this key, then died before the certificate
+    ssm.put_parameter(
+        Name=f"{PATH}/clients/web/{web0}/key", Value=orphan.key_pem, Type="SecureString", Overwrite=True
+    )
+
+    assert lab.engine().apply(spec, ID).ok
+
+    published = lab.parameters()
+    cert, key = published[f"{PATH}/clients/web/{web0}/cert"], published[f"{PATH}/clients/web/{web0}/key"]
+    assert credential_matches(cert, key)
+    assert all(a.state.clients[web0].fingerprint == luna_fingerprint(cert) for a in lab.appliances[:2])
+
+
+def test_a_certificate_write_that_fails_on_every_retry_is_finished_by_the_next_run(lab: Lab) -> None:
+    spec = lab.spec()
+    engine = lab.engine()
+
+    def refuse_certificates(params: dict[str, Any], **_: Any) -> None:
+        if params["Name"].endswith("/cert"):
+            raise ClientError({"Error": {"Code": "ThrottlingException"}}, "PutParameter")
+
+    engine.store._client.meta.events.register("before-parameter-build.ssm.PutParameter", refuse_certificates)
+    with pytest.raises(LunaHAError, match=r"Cannot write parameter .*/cert: ThrottlingException"):
+        engine.apply(spec, ID)
+
+    assert lab.engine().apply(spec, ID).ok
+    web0 = f"web-{ownership_token(ID)}-r0"
+    published = lab.parameters()
+    assert credential_matches(
+        published[f"{PATH}/clients/web/{web0}/cert"], published[f"{PATH}/clients/web/{web0}/key"]
+    )
+
+
+def test_a_key_and_certificate_that_are_not_a_pair_are_replaced_and_registered_again(lab: Lab) -> None:
+    spec = lab.spec()
+    assert lab.engine().apply(spec, ID).ok
+    web0 = f"web-{ownership_token(ID)}-r0"
+    stranger = generate_client_credential(web0, now=datetime.now(UTC))  # half of another run's pair
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=f"{PATH}/clients/web/{web0}/key", Value=stranger.key_pem, Type="SecureString", Overwrite=True
+    )
+
+    assert lab.engine().apply(spec, ID).ok
+
+    published = lab.parameters()
+    cert = published[f"{PATH}/clients/web/{web0}/cert"]
+    assert credential_matches(cert, published[f"{PATH}/clients/web/{web0}/key"])
+    assert all(a.state.clients[web0].fingerprint == luna_fingerprint(cert) for a in lab.appliances[:2])

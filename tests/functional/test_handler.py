@@ -225,6 +225,22 @@ def test_a_delete_with_unparseable_properties_of_another_resource_touches_nothin
     assert world.parameters() == before
 
 
+def test_a_create_whose_answer_was_lost_is_removed_by_a_delete_of_the_id_cloudformation_made_up(
+    world: World,
+) -> None:
+    event = world.cfn.create_event(LOGICAL, world.props())
+    world.cfn.invoke(event)  # CloudFormation never saw this answer (say the function was killed)
+    physical_id = importlib.import_module("luna_ha.resource").physical_id_for(event)
+    made_up = f"{world.cfn.stack_name}-{LOGICAL}-1XJ2K3L4M5N6"
+
+    response = world.cfn.invoke(world.cfn.delete_event(LOGICAL, made_up, world.props()))
+
+    assert response.status == "SUCCESS" and response.physical_resource_id == made_up
+    assert world.parameters() == {}
+    assert all(world.clients_on(i) == set() for i in range(3))
+    assert _deleting(physical_id) is not None  # it was deleted as what its Create built
+
+
 def test_delete_of_an_id_never_created_succeeds(world: World) -> None:
     event = world.cfn.delete_event(LOGICAL, "some-id-from-elsewhere", world.props())
     response = world.cfn.invoke(event)

@@ -89,6 +89,7 @@ APPLIANCE_KEYS = {
     "role",
     "ok",
     "error",
+    "skipped",
     "planned",
     "done",
     "partition_serial",

@@ -247,6 +247,7 @@ def test_an_adopted_partition_is_forgotten_not_deleted_under_delete() -> None:
     assert actions(steps) == [
         f"client revokePartition {WEB0} -partition payments",
         f"client delete {WEB0}",
+        f"my file delete {WEB0}.pem",
         "forget partition payments",
     ]
 
