@@ -32,7 +32,7 @@ PYTEST_FLAGS ?= -q
 # own status, through pipefail, decides.
 QUIET_PIP := 2>&1 | { grep -v 'is ignored' || test $$? -eq 1; }
 
-.PHONY: help venv sam demo test lint typecheck unit functional templates bench build wheel clean
+.PHONY: help venv sam demo test lint typecheck unit functional kill-matrix templates bench build wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
@@ -83,6 +83,9 @@ unit: $(STAMP) ## the pure, fast tests only
 
 functional: $(STAMP) ## real SSH to the simulator, moto, the real handler
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/functional
+
+kill-matrix: $(STAMP) ## the kill matrix in full: the function killed at every AWS call and appliance step (~10 min)
+	LUNA_HA_KILL_MATRIX=full $(BIN)/python -m pytest $(PYTEST_FLAGS) -s tests/functional/test_kill_matrix.py
 
 templates: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) ## cfn-lint, sam validate --lint and sam build of templates/
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/templates

@@ -12,6 +12,8 @@ They live in one DynamoDB table (the provider's, or one named for the CLI), outs
 ``hsm-admin#<host key fingerprint>`` the one run that may log in as HSM Admin on that appliance,
                                     until its own deadline (``holder``, ``expires``)
 ``deleting#<physical id>``          a Delete of that id began at ``at``; read for 2 hours
+``uploads#<HSM serial>``            the files runs uploaded to that HSM's appliance and have not
+                                    deleted yet (``files``, a set)
 ``partition#<HSM serial>#<name>``   a partition a resource created (``state`` creating or
                                     created), adopted (``adopted``), or created and kept when it
                                     let the partition go (``retained``): ``owner``, ``serial``
@@ -101,6 +103,10 @@ def admin_key(appliance: str) -> str:
 
 def _deleting_key(physical_id: str) -> str:
     return f"deleting#{physical_id}"
+
+
+def _uploads_key(hsm_serial: str) -> str:
+    return f"uploads#{hsm_serial}"
 
 
 def _partition_key(hsm_serial: str, name: str) -> str:
@@ -334,6 +340,32 @@ class Coordinator:
             names={"#owner": "owner"},
         )
 
+    # -- uploaded files --------------------------------------------------------------------------
+    def uploads(self, hsm_serial: str) -> frozenset[str]:
+        item = self._get(_uploads_key(hsm_serial))
+        return frozenset(_ss(item, "files")) if item is not None else frozenset()
+
+    def add_upload(self, hsm_serial: str, name: str) -> None:
+        """Record ``name`` before it is uploaded, so that a run that dies before deleting it leaves
+        the next run a note to delete it."""
+        self._call(
+            "update_item",
+            TableName=self.table,
+            Key={KEY: {"S": _uploads_key(hsm_serial)}},
+            UpdateExpression="ADD files :name",
+            ExpressionAttributeValues={":name": {"SS": [name]}},
+        )
+
+    def remove_upload(self, hsm_serial: str, name: str) -> None:
+        self._call(
+            "update_item",
+            TableName=self.table,
+            Key={KEY: {"S": _uploads_key(hsm_serial)}},
+            UpdateExpression="DELETE files :name",
+            ExpressionAttributeValues={":name": {"SS": [name]}},
+        )
+        self._delete_if(_uploads_key(hsm_serial), "attribute_not_exists(files)", {})
+
     # -- plumbing --------------------------------------------------------------------------------
     def records(self) -> Iterator[dict[str, Any]]:
         """Every record (for tests and operators; a Scan)."""
@@ -359,13 +391,14 @@ class Coordinator:
         names: dict[str, str] | None = None,
     ) -> None:
         extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+        if values:
+            extra["ExpressionAttributeValues"] = values
         with contextlib.suppress(_ConditionFailed):  # not ours, or gone already: as wanted
             self._call(
                 "delete_item",
                 TableName=self.table,
                 Key={KEY: {"S": key}},
                 ConditionExpression=condition,
-                ExpressionAttributeValues=values,
                 **extra,
             )
 

@@ -50,6 +50,7 @@ from luna_ha.planner import (
     PartitionClaim,
     Step,
     plan_appliance,
+    uploaded_file,
 )
 from luna_ha.secrets import SecretReader, check_destination
 from luna_ha.spec import ApplianceSpec, GroupSpec, parse_appliance
@@ -645,7 +646,7 @@ class Engine:
                         secrets=run.secrets or appl.GroupSecrets("", "", ""),
                         certificates=run.certificates,
                         deadline=run.deadline,
-                        on_step=lambda done: self.progress(a.host, f"done: {done}"),
+                        on_step=lambda done: self._after_step(a.host, done, hsm_serial),
                         before_step=lambda next_step, done: self._before_step(
                             a, shell, next_step, done, run, hsm_serial
                         ),
@@ -686,6 +687,8 @@ class Engine:
         """The goal with what the coordination records say of its partition on this HSM."""
         if observed.hsm_serial is None or observed.zeroized:
             return goal, None
+        leftovers = self.coordinator.uploads(observed.hsm_serial)
+        goal = replace(goal, leftover_files=leftovers) if leftovers else goal
         record = self.coordinator.partition_record(observed.hsm_serial, goal.partition)
         if record is None or not record.belongs_to(physical_id, observed.partitions.get(goal.partition)):
             return goal, None
@@ -703,6 +706,8 @@ class Engine:
     ) -> None:
         if run.guard is not None:
             run.guard.check(a.host, a.fingerprint, shell, step, done)
+        if step.action is Action.UPLOAD_CERT and hsm_serial:
+            self.coordinator.add_upload(hsm_serial, uploaded_file(step.target))
         if step.action is Action.PARTITION_CREATE:
             # Ownership is recorded before the act: a run that dies right after `partition create`
             # still knows the partition is this resource's.
@@ -716,6 +721,11 @@ class Engine:
                 serial=None,
                 host=a.host,
             )
+
+    def _after_step(self, host: str, step: Step, hsm_serial: str) -> None:
+        if step.action is Action.FILE_DELETE and hsm_serial:
+            self.coordinator.remove_upload(hsm_serial, step.target)
+        self.progress(host, f"done: {step}")
 
     def _record_step(
         self, host: str, step: Step, physical_id: str, hsm_serial: str, serials: Mapping[str, str]

@@ -106,6 +106,9 @@ class ApplianceGoal:
     delete_partition: bool = False
     claim: PartitionClaim = PartitionClaim.NONE
     adopt: bool = False
+    # Files this resource uploaded and has not deleted yet (recorded before each upload): a run
+    # that stopped between an upload and its `my file delete` left them.
+    leftover_files: frozenset[str] = frozenset()
 
 
 def owned_registrations(observed: ApplianceState, token: str) -> dict[str, RegistrationName]:
@@ -214,6 +217,9 @@ def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step,
         steps.append(Step(Action.FORGET_PARTITION, partition))
     elif not goal.present and goal.claim is PartitionClaim.CREATED and partition in observed.partitions:
         steps.append(Step(Action.RETAIN_PARTITION, partition))
+
+    handled = {s.target for s in steps if s.action is Action.FILE_DELETE}
+    steps += [Step(Action.FILE_DELETE, f) for f in sorted(goal.leftover_files - handled)]
 
     if any(step.action is Action.HSM_LOGIN for step in steps) and not initialized_now:
         check_login_allowed(goal.host, observed)

@@ -271,3 +271,16 @@ def test_replanning_after_each_partial_run_gives_the_remaining_steps() -> None:
     # after login + partition create, only the client steps remain
     partway = state(partitions={"payments": "157541008"})
     assert plan_appliance(goal(), partway) == full[2:]
+
+
+def test_a_file_a_stopped_run_uploaded_and_never_deleted_is_deleted() -> None:
+    leftover = f"{WEB0}.pem"
+    assert actions(plan_appliance(goal(leftover_files=frozenset({leftover})), converged())) == [
+        f"my file delete {leftover}"
+    ]
+
+
+def test_a_leftover_file_about_to_be_uploaded_again_is_deleted_once_after_the_registration() -> None:
+    steps = actions(plan_appliance(goal(leftover_files=frozenset({f"{WEB0}.pem"})), state()))
+    assert steps.count(f"my file delete {WEB0}.pem") == 1
+    assert steps.index(f"my file delete {WEB0}.pem") > steps.index(f"client register {WEB0}")
