@@ -37,6 +37,9 @@ from luna_ha.ownership import ownership_token, parse_registration
 from luna_ha.planner import ApplianceState
 from luna_ha.spec import ApplianceSpec, ClientSpec, GroupSpec, parse_appliance
 
+# What a group document does not record (the admin secret's ARN): status never reads that secret.
+_NOT_RECORDED = ""
+
 
 class Kind(StrEnum):
     PARTITION_MISSING = "partition missing"
@@ -104,7 +107,7 @@ def compare(
     for view in appliances:
         if view.state is None:
             continue
-        found += _appliance_drift(expected, view, serials.get(view.host))
+        found += _appliance_drift(expected, view, view.state, serials.get(view.host))
         cert_name = server_cert_name(expected.path, view.host)
         have = existing.get(cert_name)
         if (
@@ -122,9 +125,9 @@ def compare(
     return tuple(found)
 
 
-def _appliance_drift(expected: Expected, view: ApplianceView, published_serial: str | None) -> list[Drift]:
-    state = view.state
-    assert state is not None
+def _appliance_drift(
+    expected: Expected, view: ApplianceView, state: ApplianceState, published_serial: str | None
+) -> list[Drift]:
     host, partition = view.host, expected.partition
     found: list[Drift] = []
     owned = sorted(name for name in state.clients if parse_registration(name, expected.token) is not None)
@@ -318,7 +321,7 @@ def spec_from_document(document: GroupDocument, path: str) -> GroupSpec:
     return GroupSpec(
         group_label=document.label,
         partition_name=document.partition,
-        admin_secret_arn="",  # not recorded; status reads no admin secret
+        admin_secret_arn=_NOT_RECORDED,
         partition_secret_arn=document.partition_secret_arn,
         appliances=tuple(appliances),
         clients=tuple(clients),
