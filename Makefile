@@ -72,8 +72,8 @@ test: lint typecheck $(SAM_STAMP) $(CHECKOV_STAMP) ## ruff, mypy and every test 
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests
 
 lint: $(STAMP) ## ruff check and ruff format --check
-	$(BIN)/ruff check functions tests bench
-	$(BIN)/ruff format --check functions tests bench
+	$(BIN)/ruff check functions tests bench tools
+	$(BIN)/ruff format --check functions tests bench tools
 
 typecheck: $(STAMP) ## mypy (strict) of functions/luna_ha
 	$(BIN)/mypy
@@ -93,11 +93,13 @@ templates: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) ## cfn-lint, sam validate --li
 bench: $(STAMP) ## print benchmark tables and ratios
 	$(BIN)/python bench/run.py
 
-build: $(SAM_STAMP) ## sam build of the provider (function + layer for ARCH, with bytecode) into .aws-sam/build
+build: $(SAM_STAMP) ## sam build of the provider (function + layer for ARCH, with bytecode) into .aws-sam/build, Architecture pinned to ARCH
 	@test -n "$(PYTHON313)" || { echo "make build needs python3.13 (pyenv or PATH) to compile the bytecode it ships"; exit 1; }
 	PATH="$(dir $(PYTHON313)):$$PATH" SAM_CLI_TELEMETRY=0 LAYER_ARCH=$(ARCH) PYTHON313="$(PYTHON313)" \
 		LAYER_PIP="$(abspath $(SAM_VENV))/bin/python -m pip" \
 		$(SAM) build --template templates/provider.yaml --parameter-overrides Architecture=$(ARCH)
+	@# The built template's Architecture: the layer's, and no other (tools/pin_architecture.py).
+	$(SAM_VENV)/bin/python tools/pin_architecture.py .aws-sam/build $(ARCH)
 
 wheel: $(STAMP) ## build the distribution (wheel) into dist/
 	$(BIN)/python -m pip wheel -q --no-deps -w dist . $(QUIET_PIP)

@@ -1,11 +1,12 @@
-"""The ``luna-ha`` command: plan / apply / destroy a group from a file, simulate, demo.
+"""The ``luna-ha`` command: plan / apply / destroy / status of a group from a file, simulate, demo.
 
 A composition root: it builds the real adapters (boto3 clients from the standard credential chain
 and ``AWS_ENDPOINT_URL``, paramiko sessions) and hands them to the engine.
 
 Conventions (README, "The CLI"): the result goes to standard output (text, or one JSON document
 with ``--output json``), progress, warnings and errors to standard error; the exit status is 0 on
-success, 1 on failure, 2 on a usage error and, from ``plan`` only, 3 when changes are pending.
+success, 1 on failure, 2 on a usage error and 3 when changes are pending (``plan``) or drift was
+found (``status``).
 """
 
 from __future__ import annotations
@@ -25,17 +26,19 @@ from luna_ha import compose
 from luna_ha.awsenv import check_aws_setup, honour_aws_region
 from luna_ha.awsenv import describe as describe_aws_error
 from luna_ha.clock import Deadline
+from luna_ha.drift import Drift, spec_from_document
 from luna_ha.engine import Engine, GroupRunError, RunReport
 from luna_ha.errors import LunaHAError
-from luna_ha.layout import check_path
+from luna_ha.layout import check_path, find_document
 from luna_ha.spec import GroupSpec, load_group_file
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CHANGES = 0, 1, 2, 3
-GROUP_COMMANDS = ("plan", "apply", "destroy")
+GROUP_COMMANDS = ("plan", "apply", "destroy", "status")
 # The version of the document ``--output json`` prints; bumped on any change that is not an addition.
 JSON_SCHEMA = 1
 EXIT_STATUS_TEXT = (
-    "exit status: 0 success (plan: nothing to do); 1 failure; 2 usage error; 3 plan: changes pending"
+    "exit status: 0 success (plan: nothing to do; status: in sync); 1 failure; 2 usage error; "
+    "3 plan: changes pending, status: drift found"
 )
 
 
@@ -65,14 +68,17 @@ def build_engine(spec: GroupSpec, out: TextIO, table: str | None = None) -> Engi
     return compose.build_engine(spec, progress, table=table)
 
 
-def print_report(report: RunReport, out: TextIO) -> None:
-    print(f"\n{report.operation}: {'ok' if report.ok else 'FAILED'} in {report.seconds:.1f} s", file=out)
+def print_report(report: RunReport, out: TextIO, drift: Sequence[Drift] | None = None) -> None:
+    outcome = "ok" if report.ok else "FAILED"
+    if drift is not None and report.ok:
+        outcome = f"{len(drift)} difference(s)" if drift else "in sync"
+    print(f"\n{report.operation}: {outcome} in {report.seconds:.1f} s", file=out)
     for a in report.appliances:
         role = "leaving" if a.leaving else "member"
         status = "ok" if a.ok else f"FAILED: {a.error}"
         if a.skipped:
             status = f"skipped: {a.skipped}"
-        if report.operation == "plan":
+        if report.operation in ("plan", "status"):
             print(f"  {a.host} ({role}): {len(a.planned)} step(s) to run; {status}", file=out)
             for step in a.planned:
                 print(f"      - {step}", file=out)
@@ -87,24 +93,43 @@ def print_report(report: RunReport, out: TextIO) -> None:
             f"  parameters: {len(report.parameters_put)} written, {len(report.parameters_deleted)} deleted",
             file=out,
         )
+    if report.operation in ("plan", "status") and report.ok:
+        print(
+            f"  parameters: {len(report.parameters_to_put)} to write, "
+            f"{len(report.parameters_to_delete)} to delete",
+            file=out,
+        )
+        for name in report.parameters_to_put:
+            print(f"      + {name}", file=out)
+        for name in report.parameters_to_delete:
+            print(f"      - {name}", file=out)
     for key, value in report.data.items():
         print(f"  {key}: {value}", file=out)
+    if drift:
+        print("  differences:", file=out)
+        for item in drift:
+            print(f"      {item}", file=out)
 
 
 def changes_pending(report: RunReport) -> bool:
-    """Whether a successful ``plan`` found work for ``apply`` on an appliance."""
-    return report.operation == "plan" and any(a.planned for a in report.appliances)
+    """Whether a successful ``plan`` found work for ``apply``: on an appliance or in Parameter Store."""
+    return report.operation == "plan" and bool(
+        any(a.planned for a in report.appliances) or report.parameters_to_put or report.parameters_to_delete
+    )
 
 
-def exit_status(report: RunReport) -> int:
+def exit_status(report: RunReport, drift: Sequence[Drift] | None = None) -> int:
     if not report.ok:
         return EXIT_FAILED
-    return EXIT_CHANGES if changes_pending(report) else EXIT_OK
+    return EXIT_CHANGES if changes_pending(report) or drift else EXIT_OK
 
 
-def report_document(report: RunReport, spec: GroupSpec, physical_id: str) -> dict[str, Any]:
+def report_document(
+    report: RunReport, spec: GroupSpec, physical_id: str, drift: Sequence[Drift] | None = None
+) -> dict[str, Any]:
     """What ``--output json`` prints (schema in README.md, "The CLI"). Names, counts and error
     messages only: no parameter value, no certificate, no secret."""
+    reads = report.operation in ("plan", "status")
     changed = bool(
         report.parameters_put or report.parameters_deleted or any(a.done for a in report.appliances)
     )
@@ -139,6 +164,17 @@ def report_document(report: RunReport, spec: GroupSpec, physical_id: str) -> dic
             for a in report.appliances
         ],
         "parameters": {"written": list(report.parameters_put), "deleted": list(report.parameters_deleted)},
+        "parameters_planned": (
+            {"put": list(report.parameters_to_put), "delete": list(report.parameters_to_delete)}
+            if reads and report.ok
+            else None
+        ),
+        "in_sync": (report.ok and not drift) if report.operation == "status" else None,
+        "drift": (
+            [{"kind": d.kind.name.lower(), "subject": d.subject, "detail": d.detail} for d in drift]
+            if drift is not None
+            else None
+        ),
         "data": dict(report.data),
         "warnings": list(spec.warnings),
     }
@@ -168,12 +204,28 @@ def _confirm_destroy(spec: GroupSpec, physical_id: str, err: TextIO, stdin: Text
     return False
 
 
+def _published_spec(path: str) -> tuple[GroupSpec, str]:
+    """``status --parameter-path``: the declaration the group document under ``path`` records, and
+    its owner (the physical id of the stack's resource, or a CLI identity)."""
+    from luna_ha.store import ParameterStore
+
+    document = find_document(ParameterStore(compose.ssm_client()).read(path), path)
+    if document is None:
+        raise LunaHAError(f"{path}/group: no readable group document (nothing published there?)")
+    return spec_from_document(document, path), document.owner
+
+
 def _group_command(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
-    spec = load_group_file(args.config)
+    published_path = getattr(args, "parameter_path", None)
+    if published_path:
+        check_aws_setup()
+        spec, owner = _published_spec(published_path)
+    else:
+        spec, owner = load_group_file(args.config), ""
     for warning in spec.warnings:
         print(f"warning: {warning}", file=err)
     check_aws_setup()
-    physical_id = args.id or cli_physical_id(spec)
+    physical_id = args.id or owner or cli_physical_id(spec)
     if args.command == "destroy" and not args.yes and not _confirm_destroy(spec, physical_id, err, stdin):
         return EXIT_FAILED
     engine = build_engine(spec, err, args.table)
@@ -183,9 +235,12 @@ def _group_command(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Te
             f"{args.command} {spec.group_label} ({len(spec.appliances)} appliance(s), id {physical_id})",
             file=out,
         )
+    drift: tuple[Drift, ...] | None = None
     try:
         if args.command == "plan":
             report = engine.plan(spec, physical_id, deadline=deadline)
+        elif args.command == "status":
+            report, drift = engine.status(spec, physical_id, deadline=deadline)
         elif args.command == "apply":
             moved_from = getattr(args, "moved_from", None)
             previous = replace(spec, parameter_path=moved_from) if moved_from else None
@@ -195,10 +250,10 @@ def _group_command(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Te
     except GroupRunError as exc:
         report = exc.report
     if args.output == "json":
-        print(json.dumps(report_document(report, spec, physical_id), indent=2), file=out)
+        print(json.dumps(report_document(report, spec, physical_id, drift), indent=2), file=out)
     else:
-        print_report(report, out)
-    return exit_status(report)
+        print_report(report, out, drift)
+    return exit_status(report, drift)
 
 
 def _parameter_path(text: str) -> str:
@@ -218,13 +273,31 @@ def build_parser() -> argparse.ArgumentParser:
         ("plan", "show, per appliance, what apply would do (changes nothing)"),
         ("apply", "converge every appliance and publish the group to Parameter Store"),
         ("destroy", "remove this group's clients and parameters (partitions only under Delete policy)"),
+        (
+            "status",
+            "compare every appliance and the parameters with the declaration and the group document, "
+            "and name each difference (changes nothing)",
+        ),
     ):
         p = sub.add_parser(name, help=text, description=text, epilog=EXIT_STATUS_TEXT)
+        if name == "status":
+            source = p.add_mutually_exclusive_group(required=True)
+            source.add_argument("-c", "--config", help="group file (YAML or JSON, resource property keys)")
+            source.add_argument(
+                "--parameter-path",
+                metavar="PATH",
+                type=_parameter_path,
+                help="a deployed group's ParameterPath: its members and clients as its group document "
+                "records them (and its owner as --id)",
+            )
+        else:
+            p.add_argument(
+                "-c", "--config", required=True, help="group file (YAML or JSON, resource property keys)"
+            )
         p.add_argument(
-            "-c", "--config", required=True, help="group file (YAML or JSON, resource property keys)"
-        )
-        p.add_argument(
-            "--id", help="identity owning registrations and parameters (default luna-ha-cli/<Partition>)"
+            "--id",
+            help="identity owning registrations and parameters (default luna-ha-cli/<Partition>; "
+            "status --parameter-path: the group document's owner)",
         )
         p.add_argument(
             "--timeout", type=float, default=0, help="seconds; start no step that cannot finish in time"

@@ -23,6 +23,7 @@ from luna_ha.admin_guard import AdminGuard
 from luna_ha.certs import credential_matches, generate_client_credential, luna_fingerprint
 from luna_ha.clock import Deadline
 from luna_ha.coordination import Coordinator, PartitionRecord, PathTaken
+from luna_ha.drift import ApplianceView, Drift, Expected, compare
 from luna_ha.errors import (
     ApplianceError,
     CommandBuildError,
@@ -40,6 +41,7 @@ from luna_ha.layout import (
     client_key_name,
     owned_by,
     plan_parameters,
+    server_cert_name,
 )
 from luna_ha.lunash.commands import check_secret
 from luna_ha.ownership import ownership_token, parse_registration, registration_name, resource_identity
@@ -93,6 +95,8 @@ class ApplianceReport:
     # Why the appliance was left alone (a member only a group document records, which its
     # manager secret does not name): nothing was sent to it.
     skipped: str | None = None
+    # What observing it found (plan and status read it; not shown in a report).
+    observed: ApplianceState | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +109,9 @@ class RunReport:
     appliances: list[ApplianceReport] = field(default_factory=list)
     parameters_put: tuple[str, ...] = ()
     parameters_deleted: tuple[str, ...] = ()
+    # plan: the Parameter Store names apply would write and delete (names only, never values)
+    parameters_to_put: tuple[str, ...] = ()
+    parameters_to_delete: tuple[str, ...] = ()
     data: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -162,6 +169,17 @@ class _Target:
 
 
 @dataclass(frozen=True)
+class _Observation:
+    """What a read-only run found: the report, the parameters, the generations, and what apply
+    would publish (None when an appliance could not be read)."""
+
+    report: RunReport
+    existing: Mapping[str, Parameter]
+    generations: Sequence[Generation]
+    desired: Mapping[str, Parameter] | None
+
+
+@dataclass(frozen=True)
 class Generation:
     """One client certificate generation: its registration name, certificate and key."""
 
@@ -201,7 +219,37 @@ class Engine:
 
     # -- public operations ---------------------------------------------------------------
     def plan(self, spec: GroupSpec, physical_id: str, *, deadline: Deadline | None = None) -> RunReport:
-        """Observe and plan; writes nothing anywhere (no command that mutates, no SSM put, no record)."""
+        """Observe and plan; writes nothing anywhere (no command that mutates, no SSM put, no record).
+
+        Besides each appliance's steps, the report names the parameters apply would write and
+        delete, when every appliance could be read (a client key not generated yet counts as one
+        to write)."""
+        return self._observe(spec, physical_id, deadline, "plan").report
+
+    def status(
+        self, spec: GroupSpec, physical_id: str, *, deadline: Deadline | None = None
+    ) -> tuple[RunReport, tuple[Drift, ...]]:
+        """What differs between the declaration, the appliances and the parameters (``drift``);
+        reads only, as :meth:`plan` does."""
+        seen = self._observe(spec, physical_id, deadline, "status")
+        expected = Expected(
+            path=spec.parameter_path,
+            partition=spec.partition_name,
+            token=ownership_token(physical_id),
+            registrations={
+                g.name: luna_fingerprint(g.cert_pem) if g.cert_pem else None for g in seen.generations
+            },
+        )
+        views = [
+            ApplianceView(a.host, member=not a.leaving, state=a.observed, server_cert=a.server_cert)
+            for a in seen.report.appliances
+        ]
+        drift = compare(expected, views, seen.existing, seen.desired)
+        return seen.report, drift
+
+    def _observe(
+        self, spec: GroupSpec, physical_id: str, deadline: Deadline | None, operation: str
+    ) -> _Observation:
         deadline = deadline or Deadline.never()
         started = time.monotonic()
         token = ownership_token(physical_id)
@@ -218,7 +266,39 @@ class Engine:
         )
         run = _Run(physical_id, token, deadline, apply=False, secrets=None, certificates={}, guard=None)
         reports = self._run_all(targets, run)
-        return RunReport("plan", reports, seconds=time.monotonic() - started)
+        report = RunReport(operation, reports)
+        desired = None
+        if report.ok:
+            desired = self._desired(spec, physical_id, reports, generations)
+            previous_doc = _document_of(existing)
+            rewrite_secure = previous_doc is not None and previous_doc.kms_key_id != spec.kms_key_id
+            plan = plan_parameters(desired, existing, rewrite_secure=rewrite_secure, path=spec.parameter_path)
+            puts = [p.name for p in plan.puts]
+            # A server certificate that an initialization regenerates is written again.
+            for r in reports:
+                if not r.leaving and any(s.action is Action.REGEN_CERT for s in r.planned):
+                    name = server_cert_name(spec.parameter_path, r.host)
+                    if name not in puts:
+                        puts.append(name)
+            report.parameters_to_put = tuple(puts)
+            report.parameters_to_delete = plan.deletes
+        report.seconds = time.monotonic() - started
+        return _Observation(report, existing, generations, desired)
+
+    def _desired(
+        self,
+        spec: GroupSpec,
+        physical_id: str,
+        reports: Sequence[ApplianceReport],
+        generations: Sequence[Generation],
+    ) -> dict[str, Parameter]:
+        """Every parameter apply would publish after this run's reports."""
+        document = self._document(spec, physical_id, reports, generations)
+        server_certs = {r.host: r.server_cert or "" for r in reports if not r.leaving}
+        by_client: dict[str, dict[str, tuple[str, str]]] = {}
+        for g in generations:
+            by_client.setdefault(g.client, {})[g.name] = (g.cert_pem, g.key_pem)
+        return build_layout(spec.parameter_path, document, server_certs, by_client)
 
     def apply(
         self,
@@ -281,11 +361,7 @@ class Engine:
                 f"a Delete of {physical_id} arrived while this operation ran; its changes were undone"
             )
         document = self._document(spec, physical_id, reports, generations)
-        server_certs = {r.host: r.server_cert or "" for r in reports if not r.leaving}
-        by_client: dict[str, dict[str, tuple[str, str]]] = {}
-        for g in generations:
-            by_client.setdefault(g.client, {})[g.name] = (g.cert_pem, g.key_pem)
-        desired = build_layout(spec.parameter_path, document, server_certs, by_client)
+        desired = self._desired(spec, physical_id, reports, generations)
         previous_doc = _document_of(existing)
         rewrite_secure = previous_doc is not None and previous_doc.kms_key_id != spec.kms_key_id
         plan = plan_parameters(desired, existing, rewrite_secure=rewrite_secure, path=spec.parameter_path)
@@ -621,6 +697,7 @@ class Engine:
                 report.connections += 1
                 step = "observe"
                 observed = appl.observe(shell, goal.token)
+                report.observed = observed
                 step = "read partition record"
                 goal, record = self._with_claim(goal, observed, run.physical_id)
                 step = "plan"

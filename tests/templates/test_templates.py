@@ -259,10 +259,41 @@ def test_event_invoke_config_never_retries(provider: dict[str, Any]) -> None:
     assert config["Properties"]["MaximumRetryAttempts"] == 0
 
 
-def test_service_token_is_exported(provider: dict[str, Any]) -> None:
-    outputs = [o for o in provider["Outputs"].values() if o.get("Export")]
-    assert [o["Export"]["Name"] for o in outputs] == ["LunaHAProviderArn"]
-    assert outputs[0]["Value"] == {"Fn::GetAtt": ["Function", "Arn"]}
+def test_service_token_is_exported_under_the_stack_name_and_the_old_name_while_asked(
+    provider: dict[str, Any],
+) -> None:
+    outputs = {name: o for name, o in provider["Outputs"].items() if o.get("Export")}
+    assert {name: o["Export"]["Name"] for name, o in outputs.items()} == {
+        "ProviderArn": {"Fn::Sub": "${AWS::StackName}-ProviderArn"},  # one provider per stack
+        "LegacyProviderArn": "LunaHAProviderArn",  # for group stacks that still import it
+    }
+    assert all(o["Value"] == {"Fn::GetAtt": ["Function", "Arn"]} for o in outputs.values())
+    assert "Condition" not in outputs["ProviderArn"]
+    assert outputs["LegacyProviderArn"]["Condition"] == "ExportLegacyName"
+    assert provider["Conditions"]["ExportLegacyName"] == {"Fn::Equals": [{"Ref": "LegacyExport"}, "true"]}
+    # On for this release, so that updating the provider breaks no group stack (README: the migration).
+    assert provider["Parameters"]["LegacyExport"]["Default"] == "true"
+
+
+def test_alarms_on_the_functions_errors_and_on_failed_operations(provider: dict[str, Any]) -> None:
+    alarms = resources_of(provider, "AWS::CloudWatch::Alarm")
+    by_metric = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]): a for a in alarms.values()}
+    assert set(by_metric) == {("AWS/Lambda", "Errors"), ("LunaHA", "Failures")}
+    errors = by_metric["AWS/Lambda", "Errors"]["Properties"]
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "Function"}}]
+    failures = by_metric["LunaHA", "Failures"]["Properties"]
+    # What the function emits: powertools' namespace and service dimension, the metric app.py adds.
+    variables = provider["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+    assert failures["Namespace"] == variables["POWERTOOLS_METRICS_NAMESPACE"]
+    assert failures["Dimensions"] == [{"Name": "service", "Value": variables["POWERTOOLS_SERVICE_NAME"]}]
+    assert 'add_metric(name="Failures"' in (FUNCTION_DIR / "luna_ha" / "app.py").read_text()
+    topic = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for alarm in (errors, failures):
+        assert (alarm["Statistic"], alarm["Period"], alarm["Threshold"]) == ("Sum", 60, 1)
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["AlarmActions"] == alarm["OKActions"] == topic
+    assert provider["Parameters"]["AlarmTopicArn"]["Default"] == ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,7 +409,11 @@ def test_example_group_resource(example: dict[str, Any]) -> None:
     groups = resources_of(example, "Custom::LunaHAGroup")
     assert list(groups) == ["Group"]
     props = groups["Group"]["Properties"]
-    assert props["ServiceToken"] == {"Fn::ImportValue": "LunaHAProviderArn"}
+    assert props["ServiceToken"] == {"Fn::ImportValue": {"Fn::Sub": "${ProviderStackName}-ProviderArn"}}
+    # The default is the provider's stack name in samconfig.toml.
+    samconfig = tomllib.loads((REPO / "samconfig.toml").read_text())
+    stack_name = samconfig["default"]["global"]["parameters"]["stack_name"]
+    assert example["Parameters"]["ProviderStackName"]["Default"] == stack_name
     assert {
         "GroupLabel",
         "PartitionName",
@@ -865,3 +900,68 @@ def test_sam_build_layer_dependencies_complete(built: tuple[str, Path]) -> None:
             elif name not in runtime:
                 unmet.append(f"{dist.metadata['Name']}: {text}")
     assert unmet == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Example: rollouts wait for each member's bootstrap
+
+
+def test_example_creation_and_rolling_update_wait_for_bootstrap_signals(example: dict[str, Any]) -> None:
+    (name, asg) = next(iter(resources_of(example, "AWS::AutoScaling::AutoScalingGroup").items()))
+    creation = asg["CreationPolicy"]
+    assert creation["ResourceSignal"] == {
+        "Count": {"Ref": "DesiredCapacity"},
+        "Timeout": {"Ref": "BootstrapTimeout"},
+    }
+    assert creation["AutoScalingCreationPolicy"] == {"MinSuccessfulInstancesPercent": 100}
+    rolling = asg["UpdatePolicy"]["AutoScalingRollingUpdate"]
+    assert rolling["WaitOnResourceSignals"] is True
+    assert rolling["PauseTime"] == {"Ref": "BootstrapTimeout"}
+    assert rolling["MinSuccessfulInstancesPercent"] == 100
+    assert (rolling["MaxBatchSize"], rolling["MinInstancesInService"]) == (1, 1)
+    assert {"HealthCheck", "ReplaceUnhealthy", "AZRebalance"} <= set(rolling["SuspendProcesses"])
+    assert re.fullmatch(example["Parameters"]["BootstrapTimeout"]["AllowedPattern"], "PT15M")
+    assert f"--resource {name} " in member_user_data(example)
+
+
+def member_user_data(example: Mapping[str, Any]) -> str:
+    (asg,) = resources_of(example, "AWS::AutoScaling::AutoScalingGroup").values()
+    template = example["Resources"][asg["Properties"]["LaunchTemplate"]["LaunchTemplateId"]["Ref"]]
+    return sub_text(template["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"])
+
+
+@pytest.mark.parametrize("status", [0, 7])
+def test_example_user_data_signals_the_bootstraps_exit_status(
+    example: dict[str, Any], tmp_path: Path, status: int
+) -> None:
+    """The user data run by bash, with a luna-ha that exits ``status`` and a cfn-signal that records
+    its arguments: CloudFormation hears the bootstrap's status, and so does cloud-init."""
+    values = {
+        "AWS::Region": "eu-west-1",
+        "AWS::StackName": "payments-ha",
+        "GroupLabel": "payments-ha",
+        "ClientName": "web",
+        "Group.ParameterPath": "/luna-ha/payments",
+        "Group.ClientRegistrations": "web=web-abcdef-r0",
+    }
+    script = re.sub(r"\$\{([^}!]+)\}", lambda m: values[m.group(1)], member_user_data(example))
+    log = tmp_path / "bootstrap.log"
+    assert "/var/log/luna-ha-bootstrap.log" in script
+    script = script.replace("/var/log/luna-ha-bootstrap.log", str(log))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "luna-ha").write_text(f'#!/bin/sh\necho bootstrap "$@"\nexit {status}\n')
+    (bin_dir / "cfn-signal").write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "signal"}\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin", "HOME": str(tmp_path)}
+
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+
+    assert done.returncode == status, log.read_text()
+    signal = (tmp_path / "signal").read_text().split()
+    assert signal == [
+        *("--exit-code", str(status), "--stack", "payments-ha"),
+        *("--resource", "MemberGroup", "--region", "eu-west-1"),
+    ]
+    assert "bootstrap client bootstrap --parameter-path /luna-ha/payments --client web" in log.read_text()

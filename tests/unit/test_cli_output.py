@@ -11,6 +11,7 @@ import pytest
 
 from luna_ha import cli
 from luna_ha.awsenv import NO_CREDENTIALS, NO_REGION, check_aws_setup, describe, honour_aws_region
+from luna_ha.drift import Drift, Kind
 from luna_ha.engine import ApplianceReport, RunReport
 from luna_ha.errors import ApplianceError, SetupError
 from luna_ha.planner import Action, Step
@@ -59,10 +60,50 @@ def report(operation: str, *appliances: ApplianceReport, **fields: object) -> Ru
         (report("apply", ApplianceReport("a", done=[STEP])), cli.EXIT_OK),
         (report("apply", ApplianceReport("a", planned=(STEP,), done=[STEP])), cli.EXIT_OK),
         (report("destroy", ApplianceReport("a", error=ApplianceError("a", "s", "x"))), cli.EXIT_FAILED),
+        # Parameter Store changes alone are changes pending (the group document deleted by hand)
+        (report("plan", ApplianceReport("a"), parameters_to_put=("/p/group",)), cli.EXIT_CHANGES),
+        (report("plan", ApplianceReport("a"), parameters_to_delete=("/p/x",)), cli.EXIT_CHANGES),
     ],
 )
 def test_exit_status(run: RunReport, status: int) -> None:
     assert cli.exit_status(run) == status
+
+
+DRIFT = Drift(Kind.REGISTRATION_MISSING, "10.0.1.10", "web-abcdef-r0")
+FAILED = ApplianceError("a", "connect", "refused")
+
+
+@pytest.mark.parametrize(
+    ("run", "drift", "status"),
+    [
+        (report("status", ApplianceReport("a")), (), cli.EXIT_OK),
+        (report("status", ApplianceReport("a")), (DRIFT,), cli.EXIT_CHANGES),
+        (report("status", ApplianceReport("a", error=FAILED)), (), cli.EXIT_FAILED),
+        (
+            report("status", ApplianceReport("a", error=ApplianceError("a", "c", "x"))),
+            (DRIFT,),
+            cli.EXIT_FAILED,
+        ),
+    ],
+)
+def test_exit_status_of_status(run: RunReport, drift: tuple[Drift, ...], status: int) -> None:
+    assert cli.exit_status(run, drift) == status
+
+
+def test_json_document_of_a_status_names_each_difference() -> None:
+    run = report("status", ApplianceReport("10.0.1.10"), parameters_to_put=("/luna-ha/payments/group",))
+
+    document = json.loads(json.dumps(cli.report_document(run, spec(), "luna-ha-cli/payments", (DRIFT,))))
+
+    assert set(document) == SCHEMA_KEYS
+    assert document["operation"] == "status" and document["changes_pending"] is None
+    assert document["in_sync"] is False
+    assert document["drift"] == [
+        {"kind": "registration_missing", "subject": "10.0.1.10", "detail": "web-abcdef-r0"}
+    ]
+    assert document["parameters_planned"] == {"put": ["/luna-ha/payments/group"], "delete": []}
+    in_sync = cli.report_document(report("status", ApplianceReport("a")), spec(), "x", ())
+    assert in_sync["in_sync"] is True and in_sync["drift"] == []
 
 
 def test_exit_statuses_are_distinct_and_usage_keeps_argparses_two() -> None:
@@ -81,6 +122,9 @@ SCHEMA_KEYS = {
     "seconds",
     "appliances",
     "parameters",
+    "parameters_planned",
+    "in_sync",
+    "drift",
     "data",
     "warnings",
 }
@@ -132,6 +176,8 @@ def test_json_document_of_a_plan() -> None:
     assert second["role"] == "leaving" and second["ok"] is False
     assert second["error"] == "Appliance 10.0.1.11, step 'connect': refused"
     assert document["parameters"] == {"written": [], "deleted": []}
+    assert document["parameters_planned"] is None  # an appliance failed: apply would publish nothing
+    assert document["in_sync"] is None and document["drift"] is None  # status only
     assert document["data"] == {} and document["warnings"] == []
 
 
