@@ -188,17 +188,18 @@ def test_uploaded_certificates_are_removed_after_create_rotation_and_delete(lab:
     assert uploaded(lab) == nothing
 
 
-def test_delete_removes_a_certificate_left_by_a_run_that_stopped_after_registering(lab: Lab) -> None:
+def test_a_certificate_left_by_a_run_that_stopped_after_registering_is_deleted_by_the_next(lab: Lab) -> None:
     lab.appliances[0].faults.drop(command="my file delete")
     with pytest.raises(GroupRunError, match=r"127\.0\.0\.1.*my file delete"):
         lab.engine().apply(lab.spec(), ID)
     lab.appliances[0].faults.clear()
-    assert lab.engine().apply(lab.spec(), ID).ok
     assert uploaded(lab)[lab.appliances[0].host] == [f"{WEB0}.pem"]
 
-    assert lab.engine().destroy(lab.spec(), ID).ok
+    report = lab.engine().apply(lab.spec(), ID)  # the upload was recorded: this run deletes it
 
+    assert report.ok and f"my file delete {WEB0}.pem" in [str(s) for s in report.appliances[0].done]
     assert uploaded(lab)[lab.appliances[0].host] == []
+    assert lab.engine().apply(lab.spec(), ID).appliances[0].done == []  # and nothing after that
 
 
 def test_destroy_deletes_partitions_under_delete_policy(lab: Lab) -> None:
