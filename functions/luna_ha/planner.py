@@ -229,9 +229,8 @@ def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step,
 def _remove_registration(registration: Registration) -> list[Step]:
     steps = [Step(Action.CLIENT_REVOKE, registration.name, p) for p in registration.partitions]
     steps.append(Step(Action.CLIENT_DELETE, registration.name))
-    # Normally deleted right after `client register`; a run that stopped in between left it (the
-    # home directory is not observed), so it goes with the registration. Absent is fine.
-    steps.append(Step(Action.FILE_DELETE, uploaded_file(registration.name)))
+    # Its uploaded certificate went right after `client register`, or, if that run stopped in
+    # between, the next run deletes it from the upload record (``ApplianceGoal.leftover_files``).
     return steps
 
 

@@ -262,23 +262,12 @@ def parse_properties(props: Mapping[str, object]) -> GroupSpec:
     kms_value = _optional(props, "KmsKeyId")
     kms_key_id = None if kms_value is None else _kms_key_id("KmsKeyId", kms_value)
 
-    policy_value = _optional(props, "PartitionDeletionPolicy")
-    policy: DeletionPolicy = "Retain"
-    if policy_value is not None:
-        text = _string("PartitionDeletionPolicy", policy_value)
-        if text == "Delete":
-            policy = "Delete"
-        elif text != "Retain":
-            raise SpecError("PartitionDeletionPolicy", f"expected Retain or Delete, got {_show(text)}")
-
-    existing_value = _optional(props, "ExistingPartition")
-    existing: ExistingPartitionPolicy = "Fail"
-    if existing_value is not None:
-        text = _string("ExistingPartition", existing_value)
-        if text == "Adopt":
-            existing = "Adopt"
-        elif text != "Fail":
-            raise SpecError("ExistingPartition", f"expected Fail or Adopt, got {_show(text)}")
+    policy: DeletionPolicy = (
+        "Delete" if _choice(props, "PartitionDeletionPolicy", "Retain", "Delete") else "Retain"
+    )
+    existing: ExistingPartitionPolicy = (
+        "Adopt" if _choice(props, "ExistingPartition", "Fail", "Adopt") else "Fail"
+    )
 
     warnings: list[str] = []
     if len(appliances) == 1:
@@ -662,6 +651,15 @@ def _string(path: str, value: object) -> str:
     if not isinstance(value, str):
         raise SpecError(path, f"expected a string, got {_kind(value)}")
     return value
+
+
+def _choice(props: Mapping[str, object], key: str, default: str, other: str) -> bool:
+    """Whether the optional two-valued property ``key`` is ``other`` (absent: ``default``)."""
+    value = _optional(props, key)
+    text = default if value is None else _string(key, value)
+    if text not in (default, other):
+        raise SpecError(key, f"expected {default} or {other}, got {_show(text)}")
+    return text == other
 
 
 def _integer(path: str, value: object, low: int, high: int) -> int:

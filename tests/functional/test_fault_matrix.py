@@ -188,7 +188,6 @@ UPDATE_STEPS = sequence(
     *register(2),
     ("client revokePartition", "client revokePartition {r0} -partition payments"),
     ("client delete", "client delete {r0}"),
-    ("my file delete", "my file delete {r0}.pem"),
     ("scp download", "download server.pem"),
 )
 DELETE_STEPS = sequence(
@@ -196,7 +195,6 @@ DELETE_STEPS = sequence(
     *SHOW,
     ("client revokePartition", "client revokePartition {r0} -partition payments"),
     ("client delete", "client delete {r0}"),
-    ("my file delete", "my file delete {r0}.pem"),
     *LOGIN,
     ("partition delete", "partition delete payments"),
 )

@@ -303,86 +303,79 @@ def redeliver(world: World, event: dict[str, Any]) -> None:
 # -- the matrix ------------------------------------------------------------------------------------
 
 
+def run_matrix(world: World, title: str, points: list[KillPoint], case: Callable[[KillPoint], None]) -> None:
+    """``case`` at every kill point, each from a fresh world; every failing point is reported."""
+    failures = []
+    for point in points:
+        reset(world)
+        try:
+            case(point)
+        except AssertionError as exc:
+            failures.append(f"{point}: {exc}")
+    print(f"\nkill matrix, {title}: {len(points) - len(failures)} of {len(points)} kill points converged")
+    assert failures == []
+
+
 @pytest.mark.timeout(1500)
 def test_a_create_killed_at_any_step_is_finished_by_its_redelivery_and_removed_by_its_delete(
     world: World,
 ) -> None:
-    points = kill_points(world, lambda: create_event(world))
-    assert len(points) > 10
-    failures = []
-    for point in points:
-        reset(world)
+    def case(point: KillPoint) -> None:
         event = create_event(world)
         physical_id = physical_id_for(event)
-        try:
-            kill(world, event, point)
-            redeliver(world, event)
-            assert_converged(world, physical_id, 0)
-            redeliver(world, delete_event(world, physical_id))
-            assert_nothing_left(world, physical_id)
-        except AssertionError as exc:
-            failures.append(f"{point}: {exc}")
-    print(f"\nkill matrix, Create: {len(points) - len(failures)} of {len(points)} kill points converged")
-    assert failures == []
+        kill(world, event, point)
+        redeliver(world, event)
+        assert_converged(world, physical_id, 0)
+        redeliver(world, delete_event(world, physical_id))
+        assert_nothing_left(world, physical_id)
+
+    points = kill_points(world, lambda: create_event(world))
+    assert len(points) > 10
+    run_matrix(world, "Create", points, case)
 
 
 @pytest.mark.timeout(1500)
 def test_a_create_killed_at_any_step_and_never_answered_is_removed_by_a_delete_of_a_made_up_id(
     world: World,
 ) -> None:
-    points = kill_points(world, lambda: create_event(world))
-    failures = []
-    for point in points:
-        reset(world)
+    def case(point: KillPoint) -> None:
         event = create_event(world)
-        try:
-            kill(world, event, point)
-            made_up = f"{world.cfn.stack_name}-{LOGICAL}-KILLED{point.call or point.occurrence}"
-            response = world.cfn.invoke(delete_event(world, made_up))
-            assert response.status == "SUCCESS", response.reason
-            assert response.physical_resource_id == made_up
-            assert_nothing_left(world, physical_id_for(event))
-        except AssertionError as exc:
-            failures.append(f"{point}: {exc}")
-    print(f"\nkill matrix, Create never answered: {len(points) - len(failures)} of {len(points)} cleaned up")
-    assert failures == []
+        kill(world, event, point)
+        made_up = f"{world.cfn.stack_name}-{LOGICAL}-KILLED{point.call or point.occurrence}"
+        response = world.cfn.invoke(delete_event(world, made_up))
+        assert response.status == "SUCCESS", response.reason
+        assert response.physical_resource_id == made_up
+        assert_nothing_left(world, physical_id_for(event))
+
+    run_matrix(world, "Create never answered", kill_points(world, lambda: create_event(world)), case)
 
 
 @pytest.mark.timeout(1500)
 def test_a_rotation_killed_at_any_step_is_finished_by_its_redelivery(world: World) -> None:
-    points = kill_points(world, lambda: rotation_event(world, setup_created(world)))
-    failures = []
-    for point in points:
-        reset(world)
+    def case(point: KillPoint) -> None:
         physical_id = setup_created(world)
         event = rotation_event(world, physical_id)
-        try:
-            kill(world, event, point)
-            redeliver(world, event)
-            assert_converged(world, physical_id, 1)
-            previous = f"web-{ownership_token(physical_id)}-r0"
-            assert all(previous in a.state.clients for a in world.appliances[:2])  # members keep working
-            redeliver(world, delete_event(world, physical_id, 1))
-            assert_nothing_left(world, physical_id)
-        except AssertionError as exc:
-            failures.append(f"{point}: {exc}")
-    print(f"\nkill matrix, rotation: {len(points) - len(failures)} of {len(points)} kill points converged")
-    assert failures == []
+        kill(world, event, point)
+        redeliver(world, event)
+        assert_converged(world, physical_id, 1)
+        previous = f"web-{ownership_token(physical_id)}-r0"
+        assert all(previous in a.state.clients for a in world.appliances[:2])  # members keep working
+        redeliver(world, delete_event(world, physical_id, 1))
+        assert_nothing_left(world, physical_id)
+
+    run_matrix(
+        world, "rotation", kill_points(world, lambda: rotation_event(world, setup_created(world))), case
+    )
 
 
 @pytest.mark.timeout(1500)
 def test_a_delete_killed_at_any_step_is_finished_by_its_redelivery(world: World) -> None:
-    points = kill_points(world, lambda: delete_event(world, setup_created(world)))
-    failures = []
-    for point in points:
-        reset(world)
+    def case(point: KillPoint) -> None:
         physical_id = setup_created(world)
         event = delete_event(world, physical_id)
-        try:
-            kill(world, event, point)
-            redeliver(world, event)
-            assert_nothing_left(world, physical_id)
-        except AssertionError as exc:
-            failures.append(f"{point}: {exc}")
-    print(f"\nkill matrix, Delete: {len(points) - len(failures)} of {len(points)} kill points converged")
-    assert failures == []
+        kill(world, event, point)
+        redeliver(world, event)
+        assert_nothing_left(world, physical_id)
+
+    points = kill_points(world, lambda: delete_event(world, setup_created(world)))
+    run_matrix(world, "Delete", points, case)
