@@ -25,7 +25,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from crhelper import CfnResource
 
-from luna_ha import compose
+from luna_ha import __version__, compose
 from luna_ha.engine import Engine
 from luna_ha.resource import GroupResource, Outcome, physical_id_for, short_reason
 from luna_ha.spec import GroupSpec
@@ -288,6 +288,7 @@ def build_handler() -> Callable[[dict[str, Any], Any], None]:
     def handler(event: dict[str, Any], context: Any) -> None:
         logger.set_correlation_id(event.get("RequestId"))
         logger.append_keys(
+            version=__version__,
             stack=str(event.get("StackId", "")).split("/")[1:2],
             logical_id=event.get("LogicalResourceId"),
             request_type=event.get("RequestType"),

@@ -96,3 +96,10 @@ def test_changelog_has_an_unreleased_section_and_the_first_version() -> None:
     text = (ROOT / "CHANGELOG.md").read_text()
     assert "## [Unreleased]" in text
     assert f"## [{PYPROJECT['project']['version']}]" in text
+
+
+def test_the_function_reports_the_packages_version() -> None:
+    import luna_ha
+
+    # the Lambda is not an installed distribution: its version is the package's own constant
+    assert luna_ha.__version__ == PYPROJECT["project"]["version"]
