@@ -31,6 +31,7 @@ from luna_ha.errors import (
     SecretError,
     SpecError,
 )
+from luna_ha.generations import Generation, credential_parameters, token_parameters, wanted
 from luna_ha.layout import (
     GroupDocument,
     Member,
@@ -44,7 +45,7 @@ from luna_ha.layout import (
     server_cert_name,
 )
 from luna_ha.lunash.commands import check_secret
-from luna_ha.ownership import ownership_token, parse_registration, registration_name, resource_identity
+from luna_ha.ownership import ownership_token, registration_name, resource_identity
 from luna_ha.planner import (
     Action,
     ApplianceGoal,
@@ -177,19 +178,6 @@ class _Observation:
     existing: Mapping[str, Parameter]
     generations: Sequence[Generation]
     desired: Mapping[str, Parameter] | None
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One client certificate generation: its registration name, certificate and key."""
-
-    client: str
-    name: str
-    cert_pem: str
-    key_pem: str = field(repr=False)
-    # What Parameter Store holds under this name is unusable (a key without its certificate, or a
-    # pair that does not match: a run that died between its writes): overwrite both.
-    replace: bool = field(default=False, compare=False)
 
 
 class Engine:
@@ -354,7 +342,7 @@ class Engine:
             report.seconds = time.monotonic() - started
             raise GroupRunError(report)
         # Every generation is in Parameter Store now (found, written, or adopted from another run).
-        existing = {**existing, **_credential_parameters(spec.parameter_path, generations)}
+        existing = {**existing, **credential_parameters(spec.parameter_path, generations)}
         if self._deleted_since(physical_id, begun):
             self.destroy(spec, physical_id, deadline=deadline)
             raise ResourceDeleted(
@@ -419,7 +407,7 @@ class Engine:
         # Everything under the path while this resource owns it; otherwise (a replacement took the
         # path over, or a Create failed before publishing its group document) only the client
         # generations that carry this resource's token.
-        mine = existing if owns_parameters else _token_parameters(existing, spec.parameter_path, token)
+        mine = existing if owns_parameters else token_parameters(existing, spec.parameter_path, token)
         plan = plan_parameters({}, mine, rewrite_secure=False, path=spec.parameter_path)
         self.store.apply(plan)
         self.coordinator.release_path(spec.parameter_path, holder=physical_id)
@@ -532,24 +520,22 @@ class Engine:
         until they re-bootstrap.
         """
         result: list[Generation] = []
-        for client in spec.clients:
-            current = str(registration_name(client.name, token, client.rotation))
-            published = _published_generations(existing, spec.parameter_path, client.name, token)
-            previous = _previous_generation(existing, spec.parameter_path, client.name, current, published)
-            for name in [current] + ([previous] if previous else []):
-                cert = existing.get(_param(spec.parameter_path, f"clients/{client.name}/{name}/cert"))
-                key = existing.get(_param(spec.parameter_path, f"clients/{client.name}/{name}/key"))
-                usable = cert is not None and key is not None and credential_matches(cert.value, key.value)
-                if usable and cert is not None and key is not None:
-                    result.append(Generation(client.name, name, cert.value, key.value))
-                elif create:
-                    credential = generate_client_credential(name, now=self.now())
-                    broken = cert is not None and key is not None  # both there, not a pair
-                    result.append(
-                        Generation(client.name, name, credential.cert_pem, credential.key_pem, replace=broken)
+        for found in wanted(spec.clients, token, existing, spec.parameter_path):
+            if found.usable and found.cert_pem is not None and found.key_pem is not None:
+                result.append(Generation(found.client, found.name, found.cert_pem, found.key_pem))
+            elif create:
+                credential = generate_client_credential(found.name, now=self.now())
+                result.append(
+                    Generation(
+                        found.client,
+                        found.name,
+                        credential.cert_pem,
+                        credential.key_pem,
+                        replace=found.broken,
                     )
-                else:
-                    result.append(Generation(client.name, name, "", ""))
+                )
+            else:
+                result.append(Generation(found.client, found.name, "", ""))
         return result
 
     def _publish_credentials(
@@ -561,7 +547,7 @@ class Engine:
         match) is replaced, never a reason to fail. Returns the parameters written."""
         written: list[Parameter] = []
         for index, g in enumerate(generations):
-            key, cert = _credential_parameters(spec.parameter_path, [g]).values()
+            key, cert = credential_parameters(spec.parameter_path, [g]).values()
             if key.name in existing and cert.name in existing and not g.replace:
                 continue
             if g.replace or not self.store.create(key):
@@ -857,19 +843,6 @@ class Engine:
         )
 
 
-def _param(path: str, suffix: str) -> str:
-    return f"{path.rstrip('/')}/{suffix}"
-
-
-def _credential_parameters(path: str, generations: Sequence[Generation]) -> dict[str, Parameter]:
-    found: dict[str, Parameter] = {}
-    for g in generations:
-        base = _param(path, f"clients/{g.client}/{g.name}")
-        found[f"{base}/key"] = Parameter(f"{base}/key", g.key_pem, secure=True)
-        found[f"{base}/cert"] = Parameter(f"{base}/cert", g.cert_pem)
-    return found
-
-
 def _document_of(existing: Mapping[str, Parameter]) -> GroupDocument | None:
     for name, parameter in existing.items():
         if name.endswith("/group"):
@@ -892,16 +865,6 @@ def _rebased(parameters: Mapping[str, Parameter], old_path: str, new_path: str) 
     }
 
 
-def _token_parameters(existing: Mapping[str, Parameter], path: str, token: str) -> dict[str, Parameter]:
-    prefix = _param(path, "clients/")
-    mine = {}
-    for name, parameter in existing.items():
-        parts = name[len(prefix) :].split("/") if name.startswith(prefix) else []
-        if len(parts) == 3 and parse_registration(parts[1], token) is not None:
-            mine[name] = parameter
-    return mine
-
-
 def _member_appliances(document: GroupDocument | None) -> list[ApplianceSpec]:
     """The appliances a published group document says how to reach (to clean up removed ones)."""
     found = []
@@ -911,34 +874,6 @@ def _member_appliances(document: GroupDocument | None) -> list[ApplianceSpec]:
         except SpecError:
             continue  # written by an older version, or edited by hand: nothing to reach it with
     return found
-
-
-def _published_generations(
-    existing: Mapping[str, Parameter], path: str, client: str, token: str
-) -> list[str]:
-    prefix = _param(path, f"clients/{client}/")
-    found = {}
-    for name in existing:
-        if name.startswith(prefix) and name.endswith("/cert"):
-            generation = name[len(prefix) : -len("/cert")]
-            parsed = parse_registration(generation, token) if "/" not in generation else None
-            if parsed is not None and parsed.client == client:
-                found[generation] = parsed.generation
-    return sorted(found, key=found.__getitem__)
-
-
-def _previous_generation(
-    existing: Mapping[str, Parameter], path: str, client: str, current: str, published: Sequence[str]
-) -> str | None:
-    pointer = existing.get(_param(path, f"clients/{client}/current"))
-    if pointer is not None and pointer.value != current and pointer.value in published:
-        return pointer.value
-
-    def number(name: str) -> int:
-        return int(name.rsplit("-r", 1)[1])
-
-    older = [n for n in published if number(n) < number(current)]
-    return older[-1] if older else None
 
 
 def _data(spec: GroupSpec, document: GroupDocument, generations: Sequence[Generation]) -> dict[str, str]:
