@@ -27,35 +27,7 @@ from luna_ha.ssh import LunaShell
 
 SERVER_CERT_FILE = "server.pem"
 
-# What each step may take at most on a healthy appliance: no step starts without this much time left.
-STEP_BUDGET: dict[Action, float] = {
-    Action.HSM_INIT: 120.0,
-    Action.REGEN_CERT: 60.0,
-    Action.NTLS_BIND: 60.0,
-    Action.HSM_LOGIN: 20.0,
-    Action.PARTITION_CREATE: 60.0,
-    Action.UPLOAD_CERT: 10.0,
-    Action.CLIENT_REGISTER: 15.0,
-    Action.FILE_DELETE: 15.0,
-    Action.CLIENT_ASSIGN: 15.0,
-    Action.CLIENT_REVOKE: 15.0,
-    Action.CLIENT_DELETE: 15.0,
-    Action.PARTITION_DELETE: 60.0,
-    Action.ADOPT_PARTITION: 5.0,
-    Action.RETAIN_PARTITION: 5.0,
-    Action.FORGET_PARTITION: 5.0,
-}
-
-
 _GONE = frozenset({Outcome.NO_SUCH_CLIENT})
-# Failures that mean the step's effect is already there (another run, or an earlier attempt whose
-# answer was lost): the step counts as done.
-ALREADY_DONE: dict[Action, frozenset[Outcome]] = {
-    Action.CLIENT_ASSIGN: frozenset({Outcome.ALREADY_ASSIGNED}),
-    Action.CLIENT_REVOKE: frozenset({Outcome.NOT_ASSIGNED, Outcome.NO_SUCH_CLIENT}),
-    Action.CLIENT_DELETE: frozenset({Outcome.NO_SUCH_CLIENT}),
-    Action.FILE_DELETE: frozenset({Outcome.NO_SUCH_FILE}),
-}
 
 
 @dataclass(frozen=True)
@@ -65,6 +37,60 @@ class GroupSecrets:
     admin_password: str = field(repr=False)
     domain: str = field(repr=False)
     partition_password: str = field(repr=False)
+
+
+Build = Callable[[Step, GroupSecrets], lc.Command]
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """Everything the engine needs to carry out one kind of planned step."""
+
+    budget: float
+    """Seconds it may take at most on a healthy appliance: no step starts without this much left."""
+    build: Build | None = None
+    """Its lunash command; None for an SCP upload or a record (``planner.RECORDS``)."""
+    already_done: frozenset[Outcome] = frozenset()
+    """Failures that mean its effect is there already (another run, or an answer that was lost)."""
+
+
+def _partition_of(step: Step) -> str:
+    if not step.partition:
+        raise ValueError(f"step '{step}' names no partition")
+    return step.partition
+
+
+STEPS: dict[Action, StepKind] = {
+    Action.HSM_INIT: StepKind(120.0, lambda s, k: lc.build_hsm_init(s.target, k.admin_password, k.domain)),
+    Action.REGEN_CERT: StepKind(60.0, lambda s, k: lc.build_regen_cert()),
+    Action.NTLS_BIND: StepKind(60.0, lambda s, k: lc.build_ntls_bind()),
+    Action.HSM_LOGIN: StepKind(20.0, lambda s, k: lc.build_hsm_login(k.admin_password)),
+    Action.PARTITION_CREATE: StepKind(
+        60.0, lambda s, k: lc.build_partition_create(s.target, k.partition_password, k.domain)
+    ),
+    Action.UPLOAD_CERT: StepKind(10.0),
+    Action.CLIENT_REGISTER: StepKind(15.0, lambda s, k: lc.build_client_register(s.target, s.target)),
+    Action.FILE_DELETE: StepKind(
+        15.0, lambda s, k: lc.build_file_delete(s.target), frozenset({Outcome.NO_SUCH_FILE})
+    ),
+    Action.CLIENT_ASSIGN: StepKind(
+        15.0,
+        lambda s, k: lc.build_client_assign(s.target, _partition_of(s)),
+        frozenset({Outcome.ALREADY_ASSIGNED}),
+    ),
+    Action.CLIENT_REVOKE: StepKind(
+        15.0,
+        lambda s, k: lc.build_client_revoke(s.target, _partition_of(s)),
+        frozenset({Outcome.NOT_ASSIGNED, Outcome.NO_SUCH_CLIENT}),
+    ),
+    Action.CLIENT_DELETE: StepKind(
+        15.0, lambda s, k: lc.build_client_delete(s.target), frozenset({Outcome.NO_SUCH_CLIENT})
+    ),
+    Action.PARTITION_DELETE: StepKind(60.0, lambda s, k: lc.build_partition_delete(s.target)),
+    Action.ADOPT_PARTITION: StepKind(5.0),
+    Action.RETAIN_PARTITION: StepKind(5.0),
+    Action.FORGET_PARTITION: StepKind(5.0),
+}
 
 
 def observe(shell: LunaShell, token: str) -> ApplianceState:
@@ -135,11 +161,12 @@ def apply_steps(
     done: list[Step] = []
     pending = list(steps)
     for index, step in enumerate(pending):
-        if not deadline.allows(STEP_BUDGET[step.action]):
+        kind = STEPS[step.action]
+        if not deadline.allows(kind.budget):
             left = ", ".join(str(s) for s in pending[index:])
             raise DeadlineExceeded(
                 f"not enough time left to start '{step}' ({deadline.remaining():.0f} s left, it may take "
-                f"{STEP_BUDGET[step.action]:.0f} s); a re-run will do what remains: {left}"
+                f"{kind.budget:.0f} s); a re-run will do what remains: {left}"
             )
         if before_step is not None:
             before_step(step, done)
@@ -147,47 +174,14 @@ def apply_steps(
             if record is None:
                 raise ValueError(f"step '{step}' is a record and no recorder was given")
             record(step)
-        elif step.action is Action.UPLOAD_CERT:
+        elif kind.build is None:  # the only other step without a command: the certificate's upload
             shell.put_file(uploaded_file(step.target), certificates[step.target].encode(), step=str(step))
         else:
-            shell.run(_command_for(step, secrets), step=str(step), tolerate=ALREADY_DONE.get(step.action, ()))
+            shell.run(kind.build(step, secrets), step=str(step), tolerate=kind.already_done)
         done.append(step)
         if on_step is not None:
             on_step(step)
     return done
-
-
-def _command_for(step: Step, secrets: GroupSecrets) -> lc.Command:
-    action, target = step.action, step.target
-    if action is Action.HSM_INIT:
-        return lc.build_hsm_init(target, secrets.admin_password, secrets.domain)
-    if action is Action.REGEN_CERT:
-        return lc.build_regen_cert()
-    if action is Action.NTLS_BIND:
-        return lc.build_ntls_bind()
-    if action is Action.HSM_LOGIN:
-        return lc.build_hsm_login(secrets.admin_password)
-    if action is Action.PARTITION_CREATE:
-        return lc.build_partition_create(target, secrets.partition_password, secrets.domain)
-    if action is Action.CLIENT_REGISTER:
-        return lc.build_client_register(target, target)
-    if action is Action.CLIENT_ASSIGN:
-        return lc.build_client_assign(target, _partition_of(step))
-    if action is Action.CLIENT_REVOKE:
-        return lc.build_client_revoke(target, step.partition)
-    if action is Action.CLIENT_DELETE:
-        return lc.build_client_delete(target)
-    if action is Action.FILE_DELETE:
-        return lc.build_file_delete(target)
-    if action is Action.PARTITION_DELETE:
-        return lc.build_partition_delete(target)
-    raise ValueError(f"no lunash command for {action}")
-
-
-def _partition_of(step: Step) -> str:
-    if not step.partition:
-        raise ValueError(f"step '{step}' names no partition")
-    return step.partition
 
 
 def fetch_server_cert(shell: LunaShell) -> str:

@@ -47,9 +47,6 @@ class PartitionClaim(StrEnum):
     ADOPTED = "adopted"  # it existed; this resource uses it and never deletes it
 
 
-MUTATING = frozenset(Action) - {Action.HSM_LOGIN} - RECORDS
-
-
 @dataclass(frozen=True)
 class Step:
     action: Action
@@ -250,7 +247,3 @@ def check_login_allowed(host: str, observed: ApplianceState) -> None:
             "(a failure could zeroize the HSM); log in once by hand with the right password "
             "to reset the counter, then re-run",
         )
-
-
-def is_mutating(step: Step) -> bool:
-    return step.action in MUTATING

@@ -26,7 +26,7 @@ acknowledged, or the download's header sent but not its content.
 
 Every case runs through the engine; a representative subset also runs through the real Lambda
 handler (``LocalCloudFormation``: real events, crhelper's answer over HTTPS). Hangs end at the
-run's real deadline, kept short: the per-step budgets (``appliance.STEP_BUDGET``, "start no step
+run's real deadline, kept short: the per-step budgets (``appliance.STEPS``, "start no step
 that cannot finish") are scaled down for those cases so that a deadline of about a second still
 admits every step. The matrix size and result are printed in pytest's terminal summary.
 
@@ -46,7 +46,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -526,8 +526,11 @@ def pooled_client_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def scale_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
-    scaled = {action: seconds * BUDGET_SCALE for action, seconds in appliance_module.STEP_BUDGET.items()}
-    monkeypatch.setattr(appliance_module, "STEP_BUDGET", scaled)
+    scaled = {
+        action: replace(kind, budget=kind.budget * BUDGET_SCALE)
+        for action, kind in appliance_module.STEPS.items()
+    }
+    monkeypatch.setattr(appliance_module, "STEPS", scaled)
 
 
 class Bench:

@@ -25,7 +25,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
@@ -65,9 +65,10 @@ CHILD = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
     boto3.setup_default_session()
     boto3.DEFAULT_SESSION.events.register("before-call", before_call)
+    import dataclasses
     from luna_ha import appliance
-    for action in appliance.STEP_BUDGET:
-        appliance.STEP_BUDGET[action] = 0.2
+    for action, kind in appliance.STEPS.items():
+        appliance.STEPS[action] = dataclasses.replace(kind, budget=0.2)
     from luna_ha import app
     from luna_ha.sim.cloudformation import FakeLambdaContext
     event = json.loads(sys.stdin.read())
@@ -107,8 +108,8 @@ def fresh_handler() -> Callable[[dict[str, Any], Any], None]:
 def world(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("LUNA_HA_RESPONSE_MARGIN_SECONDS", "1")
-    for action in appliance_module.STEP_BUDGET:
-        monkeypatch.setitem(appliance_module.STEP_BUDGET, action, 0.2)
+    for action, kind in appliance_module.STEPS.items():
+        monkeypatch.setitem(appliance_module.STEPS, action, replace(kind, budget=0.2))
     with (
         served_lab(2) as (appliances, secrets),
         LocalCloudFormation(fresh_handler(), timeout_seconds=90, environment_factory=fresh_handler) as cfn,
