@@ -51,7 +51,6 @@ from luna_ha.lunash.parsers import CommandResult, known_outcome, parse_result
 
 log = logging.getLogger(__name__)
 
-MASK = "********"
 
 # Every read from an appliance is bounded in bytes as well as in time, so that a flooding peer
 # (or something pretending to be an appliance) cannot grow the function's memory: past a bound the
@@ -203,12 +202,6 @@ class Output:
         return self.result.ok
 
 
-def _mask(text: str, secrets: Sequence[str]) -> str:
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
-
-
 class LunaShell:
     """An interactive lunash session over one SSH connection (plus SCP channels on it)."""
 
@@ -307,7 +300,7 @@ class LunaShell:
             self.close()
             raise ConnectFailed(self.target.label, step, f"cannot open the lunash shell ({exc})") from None
         self._channel = channel
-        banner = self._read_until_prompt(step, "the first lunash prompt", self.target.connect_timeout, ())
+        banner = self._read_until_prompt(step, "the first lunash prompt", self.target.connect_timeout)
         match = PROMPT_RE.search(banner)
         if match and match.groupdict().get("hostname"):
             self.hostname = match.group("hostname")
@@ -345,8 +338,9 @@ class LunaShell:
             raise ConnectionLost(
                 self.target.label, step, f"the connection closed before '{command.display}'"
             ) from None
-        raw = self._read_until_prompt(
-            step, f"the result of '{command.display}'", command.timeout, command.secrets
+        # What the appliance echoed back is masked here, at the one edge where output comes in.
+        raw = command.redact(
+            self._read_until_prompt(step, f"the result of '{command.display}'", command.timeout)
         )
         body = _strip_echo_and_prompt(raw)
         result = parse_result(body)
@@ -368,7 +362,7 @@ class LunaShell:
             raise CommandFailed(self.target.label, step, f"'{command.display}' failed: {detail}")
         return Output(body, result)
 
-    def _read_until_prompt(self, step: str, waiting_for: str, timeout: float, secrets: Sequence[str]) -> str:
+    def _read_until_prompt(self, step: str, waiting_for: str, timeout: float) -> str:
         channel = self._require_channel(step)
         limit = self.deadline.cap(timeout)
         ends = time.monotonic() + limit
@@ -378,7 +372,7 @@ class LunaShell:
         size = 0
         while True:
             if PROMPT_RE.search(tail):
-                return _mask("".join(parts), secrets)
+                return "".join(parts)
             if any(p.search(tail) for p in PASSWORD_CHANGE_PATTERNS):
                 self.close()
                 raise PasswordChangeRequired(
@@ -454,7 +448,7 @@ class LunaShell:
         channel = self._require_channel(step)
         try:
             channel.sendall(b"quit\n")
-            self._read_until_prompt(step, "the prompt after 'quit'", 10.0, ())
+            self._read_until_prompt(step, "the prompt after 'quit'", 10.0)
         except Exception:
             self.close()
 
