@@ -28,6 +28,7 @@ end of an adoption).
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 PartitionState = Literal["creating", "created", "adopted", "retained"]
 
 TABLE_ENV = "LUNA_HA_TABLE"
+CLAIM_ATTEMPTS = 10
 _STATES = ("creating", "created", "adopted", "retained")
 KEY = "pk"
 TTL_ATTRIBUTE = "ttl"
@@ -137,7 +139,8 @@ class Coordinator:
                     "Key": {KEY: {"S": _path_key(path)}},
                     "UpdateExpression": "SET kind = :claim, #owner = :owner, holder = :holder",
                     "ConditionExpression": (
-                        f"attribute_not_exists({KEY}) OR (kind = :claim AND #owner = :owner)"
+                        f"attribute_not_exists({KEY}) OR attribute_not_exists(kind)"
+                        " OR (kind = :claim AND #owner = :owner)"
                         " OR (kind = :ancestor AND attribute_not_exists(below))"
                     ),
                     "ExpressionAttributeNames": {"#owner": "owner"},
@@ -158,7 +161,11 @@ class Coordinator:
                         "TableName": self.table,
                         "Key": {KEY: {"S": _path_key(ancestor)}},
                         "UpdateExpression": "SET kind = if_not_exists(kind, :ancestor) ADD below :path",
-                        "ConditionExpression": f"attribute_not_exists({KEY}) OR kind = :ancestor",
+                        # (an item without a kind is nobody's: moto can leave one behind when it
+                        # cancels a transaction half-way; DynamoDB never does)
+                        "ConditionExpression": (
+                            f"attribute_not_exists({KEY}) OR attribute_not_exists(kind) OR kind = :ancestor"
+                        ),
                         "ExpressionAttributeValues": {
                             ":ancestor": {"S": "ancestor"},
                             ":path": {"SS": [path]},
@@ -166,26 +173,41 @@ class Coordinator:
                     }
                 }
             )
-        failed = self._transact(items, f"claim ParameterPath {path}")
-        if failed is None:
-            return
+        for attempt in range(CLAIM_ATTEMPTS):
+            failed = self._transact(items, f"claim ParameterPath {path}", retry_conflicts=True)
+            if failed is None:
+                return
+            refusal = self._claim_refusal(path, owner, above, failed)
+            if refusal is not None:
+                raise PathTaken(refusal)
+            # A condition failed that the items, read again, do not explain: another claim or
+            # release touched the same items at that moment. Try again.
+            _back_off(attempt)
+        raise CoordinationError(f"Cannot claim ParameterPath {path}: the coordination table kept changing")
+
+    def _claim_refusal(self, path: str, owner: str, above: list[str], failed: int) -> str | None:
+        """Why a claim was refused, from the items as they are now (None: they no longer refuse)."""
         if failed == 0:
             item = self._get(_path_key(path))
-            if item is not None and _s(item, "kind") == "ancestor":
+            if item is not None and _s(item, "kind") == "ancestor" and _ss(item, "below"):
                 below = sorted(_ss(item, "below"))
-                raise PathTaken(
+                return (
                     f"Property ParameterPath: {path} is above the path of another group "
                     f"({', '.join(below[:3])}); choose a path of its own"
                 )
-            other = _s(item, "holder") if item is not None else "another resource"
-            raise PathTaken(
-                f"Property ParameterPath: {path} belongs to another resource ({other}); "
+            if item is not None and _s(item, "kind") == "claim" and _s(item, "owner") != owner:
+                return (
+                    f"Property ParameterPath: {path} belongs to another resource ({_s(item, 'holder')}); "
+                    "choose a path of its own"
+                )
+            return None
+        ancestor = self._get(_path_key(above[failed - 1]))
+        if ancestor is not None and _s(ancestor, "kind") == "claim":
+            return (
+                f"Property ParameterPath: {path} is below {above[failed - 1]}, the path of another group; "
                 "choose a path of its own"
             )
-        raise PathTaken(
-            f"Property ParameterPath: {path} is below {above[failed - 1]}, the path of another group; "
-            "choose a path of its own"
-        )
+        return None
 
     def path_claim(self, path: str) -> PathClaim | None:
         item = self._get(_path_key(path))
@@ -234,7 +256,7 @@ class Coordinator:
                     }
                 }
             )
-        if self._transact(items, f"release ParameterPath {path}") is not None:
+        if self._transact(items, f"release ParameterPath {path}", retry_conflicts=True) is not None:
             return  # not ours (any more), or already released
         for ancestor in reversed(ancestors(path)):
             self._delete_if(
@@ -402,19 +424,27 @@ class Coordinator:
                 **extra,
             )
 
-    def _transact(self, items: list[dict[str, Any]], what: str) -> int | None:
+    def _transact(
+        self, items: list[dict[str, Any]], what: str, *, retry_conflicts: bool = False
+    ) -> int | None:
         """Run a transaction; None when it committed, else the index of the first item whose
-        condition failed."""
-        try:
-            self._call("transact_write_items", TransactItems=items)
-        except _Cancelled as cancelled:
-            for index, reason in enumerate(cancelled.reasons):
-                if reason == "ConditionalCheckFailed":
-                    return index
-            raise CoordinationError(
-                f"Cannot {what} in the coordination table {self.table}: {', '.join(cancelled.reasons)}"
-            ) from None
-        return None
+        condition failed. A transaction that met another one on the same items (DynamoDB cancels
+        it with TransactionConflict) is tried again a few times when ``retry_conflicts``."""
+        for attempt in range(CLAIM_ATTEMPTS):
+            try:
+                self._call("transact_write_items", TransactItems=items)
+            except _Cancelled as cancelled:
+                for index, reason in enumerate(cancelled.reasons):
+                    if reason == "ConditionalCheckFailed":
+                        return index
+                if retry_conflicts and "TransactionConflict" in cancelled.reasons:
+                    _back_off(attempt)
+                    continue
+                raise CoordinationError(
+                    f"Cannot {what} in the coordination table {self.table}: {', '.join(cancelled.reasons)}"
+                ) from None
+            return None
+        raise CoordinationError(f"Cannot {what} in the coordination table {self.table}: TransactionConflict")
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         self.calls += 1
@@ -454,6 +484,11 @@ class _Cancelled(Exception):
     def __init__(self, reasons: list[str]) -> None:
         super().__init__(", ".join(reasons))
         self.reasons = reasons
+
+
+def _back_off(attempt: int) -> None:
+    """Full jitter: contenders that met once do not meet again in step."""
+    time.sleep(random.uniform(0, min(0.5, 0.02 * 2**attempt)))
 
 
 def _code(exc: Exception) -> str:

@@ -403,3 +403,16 @@ def test_the_cli_says_which_table_it_needs(
     assert code == 1
     assert "no coordination table: give --table or set LUNA_HA_TABLE" in capsys.readouterr().err
     assert run_cli("plan", "-c", str(group), "--table", TABLE)[0] == 3  # ran: changes are pending
+
+
+def test_duplicated_events_claiming_the_same_path_at_once_all_get_it(lab: Lab) -> None:
+    # Their transactions touch the same items (the path and its ancestors) at the same moment:
+    # a conflict is tried again, never reported as another group's path.
+    def claim(_: int) -> None:
+        lab.coordinator().claim_path("/luna-ha/team/payments", owner="luna-ha/s/Group/0001", holder=ID)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(claim, range(8)))
+
+    claimed = lab.coordinator().path_claim("/luna-ha/team/payments")
+    assert claimed is not None and claimed.holder == ID
