@@ -78,6 +78,14 @@ BANDIT_EXPLAINED = {
     ("functions/luna_ha/sim/localaws.py", "B105", '"AWS_SECRET_ACCESS_KEY": "local",'): (
         "a dummy credential for moto on 127.0.0.1 (the demo and simulator), never a real one"
     ),
+    (
+        "functions/luna_ha/coordination.py",
+        "B311",
+        "time.sleep(random.uniform(0, min(0.5, 0.02 * 2**attempt)))",
+    ): (
+        "jitter of a retry's backoff, so that contending runs do not meet again in step: timing, not "
+        "a secret or a token"
+    ),
     ("functions/luna_ha/sim/localaws.py", "B310", "urllib.request.urlopen(reset, timeout=10).close()"): (
         "POSTs to moto's reset URL of the simulator's own server on 127.0.0.1 (http://, built here)"
     ),
