@@ -210,9 +210,13 @@ def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step,
     # The record of a partition this resource created and keeps lives as long as the partition,
     # marked retained: a retried Create after a rollback (the same id) or the appliance coming back
     # uses it again, and another resource may adopt it. An adoption ends with the resource's use.
-    if not goal.present and (deleting or goal.claim is PartitionClaim.ADOPTED):
-        steps.append(Step(Action.FORGET_PARTITION, partition))
-    elif not goal.present and goal.claim is PartitionClaim.CREATED and partition in observed.partitions:
+    # A record of a partition that is not there (a run killed around `partition create` that never
+    # sent it) describes nothing: it goes too.
+    absent = partition not in observed.partitions
+    if not goal.present and (deleting or goal.claim is PartitionClaim.ADOPTED or absent):
+        if goal.claim is not PartitionClaim.NONE:
+            steps.append(Step(Action.FORGET_PARTITION, partition))
+    elif not goal.present and goal.claim is PartitionClaim.CREATED:
         steps.append(Step(Action.RETAIN_PARTITION, partition))
 
     handled = {s.target for s in steps if s.action is Action.FILE_DELETE}

@@ -279,3 +279,9 @@ def test_a_leftover_file_about_to_be_uploaded_again_is_deleted_once_after_the_re
     steps = actions(plan_appliance(goal(leftover_files=frozenset({f"{WEB0}.pem"})), state()))
     assert steps.count(f"my file delete {WEB0}.pem") == 1
     assert steps.index(f"my file delete {WEB0}.pem") > steps.index(f"client register {WEB0}")
+
+
+def test_the_record_of_a_partition_that_was_never_made_is_forgotten() -> None:
+    # a run recorded `partition create`, then died before sending it
+    steps = plan_appliance(goal(present=False), converged(partitions={}))
+    assert actions(steps)[-1] == "forget partition payments"
