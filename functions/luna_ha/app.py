@@ -27,7 +27,7 @@ from crhelper import CfnResource
 
 from luna_ha import __version__, compose
 from luna_ha.engine import Engine
-from luna_ha.resource import GroupResource, Outcome, physical_id_for, short_reason
+from luna_ha.resource import GroupResource, ResourceResult, physical_id_for, short_reason
 from luna_ha.spec import GroupSpec
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "luna-ha"))
@@ -248,7 +248,7 @@ def build_handler() -> Callable[[dict[str, Any], Any], None]:
         remaining = context.get_remaining_time_in_millis() / 1000.0
         started = time.monotonic()
         try:
-            outcome: Outcome = getattr(resource, operation)(event, remaining)
+            outcome: ResourceResult = getattr(resource, operation)(event, remaining)
         except Exception as exc:
             metrics.add_metric(name="Failures", unit=MetricUnit.Count, value=1)
             reason = short_reason(exc)

@@ -33,7 +33,7 @@ EngineFactory = Callable[[GroupSpec], Engine]
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ResourceResult:
     physical_id: str
     data: dict[str, str] = field(default_factory=dict)
     report: RunReport | None = None
@@ -101,13 +101,13 @@ class GroupResource:
         margin = min(self.margin_seconds, max(2.0, remaining_seconds * 0.2))
         return Deadline.after(max(0.0, remaining_seconds - margin))
 
-    def create(self, event: Mapping[str, Any], remaining_seconds: float) -> Outcome:
+    def create(self, event: Mapping[str, Any], remaining_seconds: float) -> ResourceResult:
         physical_id = physical_id_for(event)
         spec = self._parse(event.get("ResourceProperties") or {})
         report = self.engine_factory(spec).apply(spec, physical_id, deadline=self.deadline(remaining_seconds))
-        return Outcome(physical_id, report.data, report)
+        return ResourceResult(physical_id, report.data, report)
 
-    def update(self, event: Mapping[str, Any], remaining_seconds: float) -> Outcome:
+    def update(self, event: Mapping[str, Any], remaining_seconds: float) -> ResourceResult:
         spec = self._parse(event.get("ResourceProperties") or {})
         previous = _lenient(event.get("OldResourceProperties"))
         physical_id = str(event.get("PhysicalResourceId") or physical_id_for(event))
@@ -119,15 +119,15 @@ class GroupResource:
         report = self.engine_factory(spec).apply(
             spec, physical_id, previous=previous, deadline=self.deadline(remaining_seconds)
         )
-        return Outcome(physical_id, report.data, report)
+        return ResourceResult(physical_id, report.data, report)
 
-    def delete(self, event: Mapping[str, Any], remaining_seconds: float) -> Outcome:
+    def delete(self, event: Mapping[str, Any], remaining_seconds: float) -> ResourceResult:
         physical_id = str(event.get("PhysicalResourceId") or "")
         properties = event.get("ResourceProperties")
         spec = _lenient(properties)
         if not physical_id:
             log.info("Delete without a physical id: nothing of this resource exists")
-            return Outcome(physical_id)
+            return ResourceResult(physical_id)
         # An id this function never answers with was made up by CloudFormation for a Create that
         # never answered (killed, timed out): what that Create did, it did under the id it would
         # have answered with, which the event's stack, logical id and properties give.
@@ -139,18 +139,18 @@ class GroupResource:
         if spec is None:
             return self._delete_unparsed(properties, physical_id, remaining_seconds, target)
         report = self.engine_factory(spec).destroy(spec, target, deadline=self.deadline(remaining_seconds))
-        return Outcome(physical_id, {}, report)
+        return ResourceResult(physical_id, {}, report)
 
     def _delete_unparsed(
         self, properties: object, physical_id: str, remaining_seconds: float, target: str
-    ) -> Outcome:
+    ) -> ResourceResult:
         """Properties that do not parse: usually the rollback of a Create refused for them (nothing
         was done); but they may also be a template of an older version of this product, whose
         resource exists. Its group document, if any, says what to remove."""
         path = _path_of(properties)
         if path is None:
             log.info("Delete with invalid properties and no usable ParameterPath: nothing to find")
-            return Outcome(physical_id)
+            return ResourceResult(physical_id)
         bare = GroupSpec("", _partition_of(properties), "", "", (), parameter_path=path)
         engine = self.engine_factory(bare)
         try:
@@ -159,12 +159,12 @@ class GroupResource:
             log.warning(
                 "Delete with invalid properties: cannot read their ParameterPath", extra={"error": str(exc)}
             )
-            return Outcome(physical_id)
+            return ResourceResult(physical_id)
         if report is None:
             log.info("Delete with invalid properties: no group document of this resource to remove")
-            return Outcome(physical_id)
+            return ResourceResult(physical_id)
         log.info("Delete with invalid properties: removed what the group document records")
-        return Outcome(physical_id, {}, report)
+        return ResourceResult(physical_id, {}, report)
 
 
 def _path_of(properties: object) -> str | None:

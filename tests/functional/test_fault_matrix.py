@@ -69,7 +69,7 @@ from luna_ha.sim.faults import Faults, Hang
 from luna_ha.sim.journal import Journal
 from luna_ha.sim.localaws import TABLE, LabSecrets, group_properties, local_aws, seed_secrets
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
-from luna_ha.sim.state import ApplianceState, RegisteredClient
+from luna_ha.sim.state import ApplianceModel, RegisteredClient
 from luna_ha.spec import GroupSpec, parse_properties
 from tests.functional.lab import Lab
 
@@ -545,10 +545,10 @@ class Bench:
         self.lab = lab
         self.pristine = [clone(a.state) for a in lab.appliances]
         self.baselines: dict[
-            str, tuple[list[ApplianceState], list[dict[str, str]], list[dict[str, Any]]]
+            str, tuple[list[ApplianceModel], list[dict[str, str]], list[dict[str, Any]]]
         ] = {}
 
-    def reset(self, states: list[ApplianceState]) -> None:
+    def reset(self, states: list[ApplianceModel]) -> None:
         for a, state in zip(self.lab.appliances, states, strict=True):
             a.state, a.journal, a.faults = clone(state), Journal(), Faults()
             a.connections = a.refused = 0
@@ -587,7 +587,7 @@ class Bench:
         return parse_properties(engine_props(self.lab, op, op.rotation))
 
 
-def clone(state: ApplianceState) -> ApplianceState:
+def clone(state: ApplianceModel) -> ApplianceModel:
     return copy.deepcopy(state, {id(state.lock): threading.RLock()})
 
 

@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from luna_ha.sim.appliance import ApplianceState, Journal, ShellSession
+from luna_ha.sim.appliance import ApplianceModel, Journal, ShellSession
 from luna_ha.sim.faults import Faults
 from luna_ha.sim.scp import ScpError, parse_scp_command
 from luna_ha.sim.state import make_server_certificate
@@ -21,8 +21,8 @@ ADMIN_PW = "Admin-pw-1"
 DOMAIN = "dom-ain-1"
 
 
-def make_state(*, initialized: bool = False, dialect: str = "5.4") -> ApplianceState:
-    return ApplianceState.create(
+def make_state(*, initialized: bool = False, dialect: str = "5.4") -> ApplianceModel:
+    return ApplianceModel.create(
         hostname="hsm-a",
         serial="157541",
         dialect=dialect,
@@ -37,7 +37,7 @@ def make_state(*, initialized: bool = False, dialect: str = "5.4") -> ApplianceS
 class Shell:
     """A ShellSession with a readable transcript: output with LF line ends."""
 
-    def __init__(self, state: ApplianceState, journal: Journal | None = None, session_id: str = "s1") -> None:
+    def __init__(self, state: ApplianceModel, journal: Journal | None = None, session_id: str = "s1") -> None:
         self.journal = journal or Journal()
         self.session = ShellSession(state, self.journal, session_id)
 
@@ -48,12 +48,12 @@ class Shell:
 
 
 @pytest.fixture
-def fresh() -> ApplianceState:
+def fresh() -> ApplianceModel:
     return make_state()
 
 
 @pytest.fixture
-def ready() -> ApplianceState:
+def ready() -> ApplianceModel:
     return make_state(initialized=True)
 
 
@@ -61,7 +61,7 @@ def login(shell: Shell) -> None:
     assert "'hsm login' successful." in shell(f"hsm login -password {ADMIN_PW}")
 
 
-def upload_cert(state: ApplianceState, name: str) -> bytes:
+def upload_cert(state: ApplianceModel, name: str) -> bytes:
     pem = make_server_certificate(name, "ec").cert_pem
     state.files[f"{name}.pem"] = pem
     return pem
@@ -70,18 +70,18 @@ def upload_cert(state: ApplianceState, name: str) -> bytes:
 # -- output shape -------------------------------------------------------------------------------
 
 
-def test_output_has_blank_line_body_result_and_prompt(fresh: ApplianceState) -> None:
+def test_output_has_blank_line_body_result_and_prompt(fresh: ApplianceModel) -> None:
     shell = Shell(fresh)
     assert shell("client list") == f"\nNo clients are registered.\n\n{SUCCESS}\n[hsm-a] lunash:>"
 
 
-def test_greeting_is_banner_then_prompt(fresh: ApplianceState) -> None:
+def test_greeting_is_banner_then_prompt(fresh: ApplianceModel) -> None:
     greeting = ShellSession(fresh, Journal(), "s").greeting()
     assert greeting.startswith("Luna SA 5.4.9 Command Line Shell - Copyright (c)")
     assert greeting.endswith("\r\n\r\n[hsm-a] lunash:>")
 
 
-def test_factory_fresh_hsm_show_reports_zeroized_and_no_label(fresh: ApplianceState) -> None:
+def test_factory_fresh_hsm_show_reports_zeroized_and_no_label(fresh: ApplianceModel) -> None:
     out = Shell(fresh)("hsm show")
     assert "   HSM Label:                          no label\n" in out
     assert "   Serial #:                           157541\n" in out
@@ -105,13 +105,13 @@ def test_hsm_show_fields_follow_the_software_generation(
     assert ("Remote Login Initialized:" in out) is extended
 
 
-def test_empty_line_and_quit_at_the_prompt_only_print_the_prompt(fresh: ApplianceState) -> None:
+def test_empty_line_and_quit_at_the_prompt_only_print_the_prompt(fresh: ApplianceModel) -> None:
     shell = Shell(fresh)
     assert shell("") == "[hsm-a] lunash:>"
     assert shell("quit") == "[hsm-a] lunash:>"
 
 
-def test_exit_closes_the_session(fresh: ApplianceState) -> None:
+def test_exit_closes_the_session(fresh: ApplianceModel) -> None:
     shell = Shell(fresh)
     assert shell("exit") == ""
     assert shell.session.closed
@@ -120,7 +120,7 @@ def test_exit_closes_the_session(fresh: ApplianceState) -> None:
 # -- hsm init and prompts -----------------------------------------------------------------------
 
 
-def test_hsm_init_with_force_and_inline_secrets_does_not_ask(fresh: ApplianceState) -> None:
+def test_hsm_init_with_force_and_inline_secrets_does_not_ask(fresh: ApplianceModel) -> None:
     out = Shell(fresh)(f"hsm init -label hsm-a -domain {DOMAIN} -password {ADMIN_PW} -force")
     assert out == f"\n'hsm init' successful.\n\n{SUCCESS}\n[hsm-a] lunash:>"
     assert not fresh.zeroized
@@ -132,7 +132,7 @@ def test_hsm_init_with_force_and_inline_secrets_does_not_ask(fresh: ApplianceSta
     )
 
 
-def test_hsm_init_without_force_asks_to_proceed(fresh: ApplianceState) -> None:
+def test_hsm_init_without_force_asks_to_proceed(fresh: ApplianceModel) -> None:
     shell = Shell(fresh)
     question = shell(f"hsm init -label a -domain {DOMAIN} -password {ADMIN_PW}")
     assert "CAUTION:  Are you sure you wish to initialize this HSM?" in question
@@ -142,14 +142,14 @@ def test_hsm_init_without_force_asks_to_proceed(fresh: ApplianceState) -> None:
     assert not fresh.zeroized
 
 
-def test_quit_at_a_confirmation_aborts_without_change(fresh: ApplianceState) -> None:
+def test_quit_at_a_confirmation_aborts_without_change(fresh: ApplianceModel) -> None:
     shell = Shell(fresh)
     shell(f"hsm init -label a -domain {DOMAIN} -password {ADMIN_PW}")
     assert shell("quit") == f"Command aborted.\n\n{FAILURE}\n[hsm-a] lunash:>"
     assert fresh.zeroized
 
 
-def test_missing_password_and_domain_are_each_asked_twice_as_secrets(fresh: ApplianceState) -> None:
+def test_missing_password_and_domain_are_each_asked_twice_as_secrets(fresh: ApplianceModel) -> None:
     shell = Shell(fresh)
     assert shell("hsm init -label a -force").endswith(
         "Please enter a password for the HSM Administrator:\n> "
@@ -162,7 +162,7 @@ def test_missing_password_and_domain_are_each_asked_twice_as_secrets(fresh: Appl
     assert (fresh.admin_password, fresh.domain) == ("pw-1", "d-1")
 
 
-def test_different_confirmation_entries_fail(fresh: ApplianceState) -> None:
+def test_different_confirmation_entries_fail(fresh: ApplianceModel) -> None:
     shell = Shell(fresh)
     shell("hsm init -label a -force")
     shell("pw-1")
@@ -170,7 +170,7 @@ def test_different_confirmation_entries_fail(fresh: ApplianceState) -> None:
     assert fresh.zeroized
 
 
-def test_reinit_of_an_initialized_hsm_needs_login(ready: ApplianceState) -> None:
+def test_reinit_of_an_initialized_hsm_needs_login(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     assert FAILURE in shell("hsm init -label b -domain d -password p -force")
     login(shell)
@@ -182,7 +182,7 @@ def test_reinit_of_an_initialized_hsm_needs_login(ready: ApplianceState) -> None
 # -- hsm login and zeroization ------------------------------------------------------------------
 
 
-def test_wrong_login_reports_pin_incorrect_and_counts_down(ready: ApplianceState) -> None:
+def test_wrong_login_reports_pin_incorrect_and_counts_down(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     out = shell("hsm login -password nope")
     error = "Error:  'hsm login' failed. (A00000 : LUNA_RET_UM_PIN_INCORRECT)"
@@ -190,7 +190,7 @@ def test_wrong_login_reports_pin_incorrect_and_counts_down(ready: ApplianceState
     assert "HSM Admin login attempts left:      2 before HSM zeroization!" in shell("hsm show")
 
 
-def test_successful_login_resets_attempts_and_shows_logged_in(ready: ApplianceState) -> None:
+def test_successful_login_resets_attempts_and_shows_logged_in(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     shell("hsm login -password nope")
     login(shell)
@@ -199,14 +199,14 @@ def test_successful_login_resets_attempts_and_shows_logged_in(ready: ApplianceSt
     assert "HSM Admin login attempts left:      3 before HSM zeroization!" in out
 
 
-def test_login_without_password_asks_once(ready: ApplianceState) -> None:
+def test_login_without_password_asks_once(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     assert shell("hsm login").endswith("\nPlease enter the HSM Administrators' password:\n> ")
     assert shell.session.awaiting_secret
     assert shell(ADMIN_PW) == f"'hsm login' successful.\n\n{SUCCESS}\n[hsm-a] lunash:>"
 
 
-def test_last_attempt_needs_proceed_and_third_failure_zeroizes(ready: ApplianceState) -> None:
+def test_last_attempt_needs_proceed_and_third_failure_zeroizes(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     ready.add_partition("p1", "pw", DOMAIN)
     upload_cert(ready, "web")
@@ -227,7 +227,7 @@ def test_last_attempt_needs_proceed_and_third_failure_zeroizes(ready: ApplianceS
     assert ready.clients["web"].partitions == [], "registrations survive, assignments do not"
 
 
-def test_quit_at_the_last_attempt_caution_keeps_the_attempt(ready: ApplianceState) -> None:
+def test_quit_at_the_last_attempt_caution_keeps_the_attempt(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     shell("hsm login -password bad1")
     shell("hsm login -password bad2")
@@ -236,7 +236,7 @@ def test_quit_at_the_last_attempt_caution_keeps_the_attempt(ready: ApplianceStat
     assert ready.attempts_left == 1 and not ready.zeroized
 
 
-def test_login_belongs_to_the_session(ready: ApplianceState) -> None:
+def test_login_belongs_to_the_session(ready: ApplianceModel) -> None:
     journal = Journal()
     first, second = Shell(ready, journal, "a"), Shell(ready, journal, "b")
     login(first)
@@ -249,14 +249,14 @@ def test_login_belongs_to_the_session(ready: ApplianceState) -> None:
     )
 
 
-def test_logout_ends_the_login(ready: ApplianceState) -> None:
+def test_logout_ends_the_login(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     login(shell)
     assert "'hsm logout' successful." in shell("hsm logout")
     assert not shell.session.logged_in
 
 
-def test_login_on_a_zeroized_hsm_fails_without_counting(fresh: ApplianceState) -> None:
+def test_login_on_a_zeroized_hsm_fails_without_counting(fresh: ApplianceModel) -> None:
     out = Shell(fresh)("hsm login -password x")
     assert "Error:  'hsm login' failed. The HSM is zeroized" in out
     assert fresh.attempts_left == 3
@@ -265,7 +265,7 @@ def test_login_on_a_zeroized_hsm_fails_without_counting(fresh: ApplianceState) -
 # -- sysconf, ntls --------------------------------------------------------------------------------
 
 
-def test_regen_cert_replaces_server_pem(fresh: ApplianceState) -> None:
+def test_regen_cert_replaces_server_pem(fresh: ApplianceModel) -> None:
     before = fresh.files["server.pem"]
     shell = Shell(fresh)
     question = shell("sysconf regenCert")
@@ -277,19 +277,19 @@ def test_regen_cert_replaces_server_pem(fresh: ApplianceState) -> None:
     assert x509.load_pem_x509_certificate(after).subject.rfc4514_string().startswith("CN=hsm-a")
 
 
-def test_regen_cert_abbreviated_with_force(fresh: ApplianceState) -> None:
+def test_regen_cert_abbreviated_with_force(fresh: ApplianceModel) -> None:
     before = fresh.files["server.pem"]
     assert "'sysconf regenCert' successful." in Shell(fresh)("sysconf re -f")
     assert fresh.files["server.pem"] != before
 
 
-def test_ntls_bind_sets_the_binding(fresh: ApplianceState) -> None:
+def test_ntls_bind_sets_the_binding(fresh: ApplianceModel) -> None:
     out = Shell(fresh)("ntls bind eth0 -force")
     assert "Success: NTLS binding to network device eth0" in out and SUCCESS in out
     assert fresh.ntls_bound and fresh.ntls_device == "eth0"
 
 
-def test_ntls_bind_rejects_an_unknown_device(fresh: ApplianceState) -> None:
+def test_ntls_bind_rejects_an_unknown_device(fresh: ApplianceModel) -> None:
     assert "Error:  Invalid network device: wlan0" in Shell(fresh)("ntls bind wlan0 -force")
     assert not fresh.ntls_bound
 
@@ -297,14 +297,14 @@ def test_ntls_bind_rejects_an_unknown_device(fresh: ApplianceState) -> None:
 # -- partitions -----------------------------------------------------------------------------------
 
 
-def test_partition_create_needs_login(ready: ApplianceState) -> None:
+def test_partition_create_needs_login(ready: ApplianceModel) -> None:
     out = Shell(ready)("partition create -partition p -password x -domain d -force")
     assert (
         out == f"\nError:  HSM Admin is not logged in. Use 'hsm login' first.\n\n{FAILURE}\n[hsm-a] lunash:>"
     )
 
 
-def test_partition_serials_are_the_hsm_serial_and_an_increasing_counter(ready: ApplianceState) -> None:
+def test_partition_serials_are_the_hsm_serial_and_an_increasing_counter(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     login(shell)
     for name in ("p1", "p2", "p3"):
@@ -316,7 +316,7 @@ def test_partition_serials_are_the_hsm_serial_and_an_increasing_counter(ready: A
     assert [p.serial for p in ready.partitions.values()] == ["157541001", "157541002", "157541004"]
 
 
-def test_partition_list_and_hsm_show_list_partitions(ready: ApplianceState) -> None:
+def test_partition_list_and_hsm_show_list_partitions(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     login(shell)
     shell("partition create -partition payments -password x -domain d -force")
@@ -327,11 +327,11 @@ def test_partition_list_and_hsm_show_list_partitions(ready: ApplianceState) -> N
     assert "   Partition: 157541001,     Name: payments\n" in shell("hsm show")
 
 
-def test_partition_list_without_partitions(ready: ApplianceState) -> None:
+def test_partition_list_without_partitions(ready: ApplianceModel) -> None:
     assert "\nThere are no partitions.\n" in Shell(ready)("partition list")
 
 
-def test_partition_create_asks_for_missing_secrets_then_proceed(ready: ApplianceState) -> None:
+def test_partition_create_asks_for_missing_secrets_then_proceed(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     login(shell)
     first = shell("partition create -partition p")
@@ -347,7 +347,7 @@ def test_partition_create_asks_for_missing_secrets_then_proceed(ready: Appliance
     assert (ready.partitions["p"].password, ready.partitions["p"].domain) == ("ppw", "pdom")
 
 
-def test_partition_create_rejects_a_duplicate_name(ready: ApplianceState) -> None:
+def test_partition_create_rejects_a_duplicate_name(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     login(shell)
     shell("partition create -partition p -password x -domain d -force")
@@ -355,7 +355,7 @@ def test_partition_create_rejects_a_duplicate_name(ready: ApplianceState) -> Non
     assert len(ready.partitions) == 1
 
 
-def test_partition_delete_removes_it_and_its_assignments(ready: ApplianceState) -> None:
+def test_partition_delete_removes_it_and_its_assignments(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     login(shell)
     shell("partition create -partition p -password x -domain d -force")
@@ -368,7 +368,7 @@ def test_partition_delete_removes_it_and_its_assignments(ready: ApplianceState) 
     assert not ready.partitions and ready.clients["web"].partitions == []
 
 
-def test_partition_delete_of_an_unknown_partition_fails(ready: ApplianceState) -> None:
+def test_partition_delete_of_an_unknown_partition_fails(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     login(shell)
     out = shell("partition delete -partition nope -force")
@@ -378,18 +378,18 @@ def test_partition_delete_of_an_unknown_partition_fails(ready: ApplianceState) -
 # -- clients --------------------------------------------------------------------------------------
 
 
-def test_client_register_needs_the_certificate_file(ready: ApplianceState) -> None:
+def test_client_register_needs_the_certificate_file(ready: ApplianceModel) -> None:
     out = Shell(ready)("client register -client web -hostname web")
     assert "Error:  Unable to find the client certificate file web.pem" in out and FAILURE in out
     assert not ready.clients
 
 
-def test_client_register_rejects_a_file_that_is_not_a_certificate(ready: ApplianceState) -> None:
+def test_client_register_rejects_a_file_that_is_not_a_certificate(ready: ApplianceModel) -> None:
     ready.files["web.pem"] = b"not a certificate"
     assert "web.pem is not a PEM certificate" in Shell(ready)("client register -client web -hostname web")
 
 
-def test_client_register_and_the_read_commands(ready: ApplianceState) -> None:
+def test_client_register_and_the_read_commands(ready: ApplianceModel) -> None:
     pem = upload_cert(ready, "web-1")
     shell = Shell(ready)
     login(shell)
@@ -408,7 +408,7 @@ def test_client_register_and_the_read_commands(ready: ApplianceState) -> None:
     assert f"\nCertificate fingerprint: {expected}\n" in shell("client fingerprint -client web")
 
 
-def test_client_show_without_partitions_says_none(ready: ApplianceState) -> None:
+def test_client_show_without_partitions_says_none(ready: ApplianceModel) -> None:
     upload_cert(ready, "web")
     shell = Shell(ready)
     shell("client register -client web -hostname web")
@@ -436,7 +436,7 @@ def test_client_show_on_5_1_has_no_htl_lines() -> None:
         ),
     ],
 )
-def test_client_register_duplicates(ready: ApplianceState, second: str, message: str) -> None:
+def test_client_register_duplicates(ready: ApplianceModel, second: str, message: str) -> None:
     upload_cert(ready, "web")
     upload_cert(ready, "other")
     shell = Shell(ready)
@@ -445,7 +445,7 @@ def test_client_register_duplicates(ready: ApplianceState, second: str, message:
     assert message in out and FAILURE in out
 
 
-def test_client_register_by_ip_and_its_duplicate(ready: ApplianceState) -> None:
+def test_client_register_by_ip_and_its_duplicate(ready: ApplianceModel) -> None:
     upload_cert(ready, "10.0.0.5")
     shell = Shell(ready)
     assert "'client register' successful." in shell("client register -client a -ip 10.0.0.5")
@@ -455,11 +455,11 @@ def test_client_register_by_ip_and_its_duplicate(ready: ApplianceState) -> None:
     assert "Invalid IP address: 10.0.0" in shell("client register -client c -ip 10.0.0")
 
 
-def test_client_register_needs_exactly_one_of_hostname_and_ip(ready: ApplianceState) -> None:
+def test_client_register_needs_exactly_one_of_hostname_and_ip(ready: ApplianceModel) -> None:
     assert "Specify exactly one of -hostname and -ip." in Shell(ready)("client register -client a")
 
 
-def test_assign_twice_and_revoke_unassigned_give_the_known_messages(ready: ApplianceState) -> None:
+def test_assign_twice_and_revoke_unassigned_give_the_known_messages(ready: ApplianceModel) -> None:
     ready.add_partition("p1", "x", "d")
     upload_cert(ready, "web")
     shell = Shell(ready)
@@ -471,7 +471,7 @@ def test_assign_twice_and_revoke_unassigned_give_the_known_messages(ready: Appli
     assert "Specified partition was not assigned to client" in out and FAILURE in out
 
 
-def test_assign_to_an_unknown_partition_fails(ready: ApplianceState) -> None:
+def test_assign_to_an_unknown_partition_fails(ready: ApplianceModel) -> None:
     upload_cert(ready, "web")
     shell = Shell(ready)
     shell("client register -client web -hostname web")
@@ -483,7 +483,7 @@ def test_assign_to_an_unknown_partition_fails(ready: ApplianceState) -> None:
 @pytest.mark.parametrize(
     "command", ["client show", "client fingerprint", "client delete", "client assignPartition"]
 )
-def test_unknown_client_reports_object_not_in_list(ready: ApplianceState, command: str) -> None:
+def test_unknown_client_reports_object_not_in_list(ready: ApplianceModel, command: str) -> None:
     extra = " -partition p" if command == "client assignPartition" else ""
     out = Shell(ready)(f"{command} -client ghost{extra}")
     not_in_list = f"Error:  '{command}' failed. (C000040A : RC_OBJECT_NOT_IN_LIST)"
@@ -491,7 +491,7 @@ def test_unknown_client_reports_object_not_in_list(ready: ApplianceState, comman
     assert FAILURE in out
 
 
-def test_client_delete_asks_then_deletes(ready: ApplianceState) -> None:
+def test_client_delete_asks_then_deletes(ready: ApplianceModel) -> None:
     upload_cert(ready, "web")
     shell = Shell(ready)
     shell("client register -client web -hostname web")
@@ -521,20 +521,20 @@ def test_client_delete_asks_then_deletes(ready: ApplianceState) -> None:
         ("s", "Error:  Ambiguous command: s"),
     ],
 )
-def test_bad_lines_print_error_and_shell_failure(fresh: ApplianceState, line: str, message: str) -> None:
+def test_bad_lines_print_error_and_shell_failure(fresh: ApplianceModel, line: str, message: str) -> None:
     out = Shell(fresh)(line)
     assert out.startswith(f"\n{message}")
     assert out.endswith(f"\n\n{FAILURE}\n[hsm-a] lunash:>")
 
 
-def test_commands_and_options_are_case_insensitive_and_values_keep_case(ready: ApplianceState) -> None:
+def test_commands_and_options_are_case_insensitive_and_values_keep_case(ready: ApplianceModel) -> None:
     upload_cert(ready, "Web-Host")
     shell = Shell(ready)
     assert "'client register' successful." in shell("CLIENT Register -CLIENT Web -HOSTNAME Web-Host")
     assert "ClientID:     Web" in shell("client show -client Web")
 
 
-def test_quoted_values_may_contain_spaces(ready: ApplianceState) -> None:
+def test_quoted_values_may_contain_spaces(ready: ApplianceModel) -> None:
     upload_cert(ready, "web")
     shell = Shell(ready)
     assert "'client register' successful." in shell('client register -client "web client" -hostname web')
@@ -544,7 +544,7 @@ def test_quoted_values_may_contain_spaces(ready: ApplianceState) -> None:
 # -- journal --------------------------------------------------------------------------------------
 
 
-def test_journal_masks_inline_and_prompted_secrets(fresh: ApplianceState) -> None:
+def test_journal_masks_inline_and_prompted_secrets(fresh: ApplianceModel) -> None:
     shell = Shell(fresh)
     shell(f"hsm init -label a -d {DOMAIN} -sopw {ADMIN_PW} -f")
     shell('hsm login -p "Admin-pw-1"')
@@ -560,14 +560,14 @@ def test_journal_masks_inline_and_prompted_secrets(fresh: ApplianceState) -> Non
     assert all(ADMIN_PW not in line and DOMAIN not in line for line in lines)
 
 
-def test_journal_masks_secrets_of_lines_that_do_not_parse(fresh: ApplianceState) -> None:
+def test_journal_masks_secrets_of_lines_that_do_not_parse(fresh: ApplianceModel) -> None:
     shell = Shell(fresh)
     shell("partition create -p secret1 -password secret2 -domain secret3")
     shell("hsm init -label a -pasword typo-secret")
     assert all("secret" not in e.line for e in shell.journal.entries())
 
 
-def test_journal_marks_mutating_and_auth_commands_and_results(ready: ApplianceState) -> None:
+def test_journal_marks_mutating_and_auth_commands_and_results(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     mark = shell.journal.mark()
     shell("hsm show")
@@ -648,13 +648,13 @@ def test_scp_refuses_paths_and_directories() -> None:
     assert parse_scp_command("hsm show") is None
 
 
-def test_empty_inline_secret_is_refused_without_costing_a_login_attempt(ready: ApplianceState) -> None:
+def test_empty_inline_secret_is_refused_without_costing_a_login_attempt(ready: ApplianceModel) -> None:
     shell = Shell(ready)
     assert "Error:  A value is required for -password." in shell('hsm login -password ""')
     assert ready.attempts_left == 3
 
 
-def test_hsm_init_takes_only_one_of_password_and_sopw(fresh: ApplianceState) -> None:
+def test_hsm_init_takes_only_one_of_password_and_sopw(fresh: ApplianceModel) -> None:
     assert "Use only one of -password and -sopw." in Shell(fresh)(
         "hsm init -label a -password x -sopw y -force"
     )
@@ -670,20 +670,20 @@ def test_pty_modes_can_turn_echo_off() -> None:
 # -- files of the home directory ----------------------------------------------------------------
 
 
-def test_my_file_delete_removes_an_uploaded_file(ready: ApplianceState) -> None:
+def test_my_file_delete_removes_an_uploaded_file(ready: ApplianceModel) -> None:
     upload_cert(ready, "web")
     out = Shell(ready)("my file delete -file web.pem -force")
     assert out == f"\n'my file delete' successful.\n\n{SUCCESS}\n[hsm-a] lunash:>"
     assert "web.pem" not in ready.files
 
 
-def test_my_file_delete_of_a_missing_file_fails(ready: ApplianceState) -> None:
+def test_my_file_delete_of_a_missing_file_fails(ready: ApplianceModel) -> None:
     out = Shell(ready)("my file delete -file web.pem -force")
     assert "Error:  'my file delete' failed. File web.pem does not exist." in out
     assert out.endswith(f"{FAILURE}\n[hsm-a] lunash:>")
 
 
-def test_my_file_delete_without_force_asks_to_proceed(ready: ApplianceState) -> None:
+def test_my_file_delete_without_force_asks_to_proceed(ready: ApplianceModel) -> None:
     upload_cert(ready, "web")
     shell = Shell(ready)
     assert "Are you sure you wish to delete the file web.pem?" in shell("my file delete -file web.pem")
@@ -692,7 +692,7 @@ def test_my_file_delete_without_force_asks_to_proceed(ready: ApplianceState) -> 
     assert "web.pem" not in ready.files
 
 
-def test_three_word_commands_resolve_word_by_word(ready: ApplianceState) -> None:
+def test_three_word_commands_resolve_word_by_word(ready: ApplianceModel) -> None:
     upload_cert(ready, "web")
     shell = Shell(ready)
     assert "Ambiguous option: -f" in shell("my fi del -f web.pem")

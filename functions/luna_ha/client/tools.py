@@ -40,9 +40,9 @@ __all__ = [
     "LABEL_PATTERN",
     "MASK",
     "SERIAL_PATTERN",
+    "ClientRelease",
     "ClientTools",
     "CompletedRun",
-    "Generation",
     "ToolCommand",
     "ToolResult",
     "ToolRun",
@@ -91,7 +91,7 @@ LABEL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 
 
 @dataclass(frozen=True)
-class Generation:
+class ClientRelease:
     """How one Luna client generation is installed and spells its HA commands.
 
     The HA argument templates follow the tool and its prefix (``vtl haAdmin`` or
@@ -120,7 +120,7 @@ class Generation:
         return self.name
 
 
-_VTL_51 = Generation(
+_VTL_51 = ClientRelease(
     name="5.1",
     default_root="/usr/lunasa",
     ha_tool="vtl",
@@ -134,7 +134,7 @@ _VTL_51 = Generation(
     recovery_key=("HAConfiguration", "reconnAtt"),
     recovery_value=None,
 )
-_VTL_53 = Generation(
+_VTL_53 = ClientRelease(
     name="5.3",
     default_root="/usr/safenet/lunaclient",
     ha_tool="vtl",
@@ -148,7 +148,7 @@ _VTL_53 = Generation(
     recovery_key=("HAConfiguration", "reconnAtt"),
     recovery_value=None,
 )
-_LUNACM_7 = Generation(
+_LUNACM_7 = ClientRelease(
     name="7",
     default_root="/usr/safenet/lunaclient",
     ha_tool="lunacm",
@@ -163,11 +163,11 @@ _LUNACM_7 = Generation(
     recovery_value="activeEnhanced",
 )
 
-GENERATIONS: dict[str, Generation] = {"5.1": _VTL_51, "5.3": _VTL_53, "7": _LUNACM_7}
+GENERATIONS: dict[str, ClientRelease] = {"5.1": _VTL_51, "5.3": _VTL_53, "7": _LUNACM_7}
 _ALIASES = {"5": "5.1", "5.2": "5.3", "6": "5.3", "10": "7"}
 
 
-def generation_named(name: str) -> Generation:
+def generation_named(name: str) -> ClientRelease:
     """``5.1``, ``5.3`` (also ``6``) or ``7`` (also ``10``)."""
     key = _ALIASES.get(name.strip(), name.strip())
     if key not in GENERATIONS:
@@ -175,7 +175,7 @@ def generation_named(name: str) -> Generation:
     return GENERATIONS[key]
 
 
-def _generation_of_version(major: int, minor: int) -> Generation:
+def _generation_of_version(major: int, minor: int) -> ClientRelease:
     if major < 5 or (major == 5 and minor < 3):
         return _VTL_51
     if major < 7:
@@ -264,7 +264,7 @@ def _fill(template: tuple[str, ...], values: Mapping[str, str]) -> tuple[str, ..
 
 
 def _ha_command(
-    generation: Generation,
+    generation: ClientRelease,
     template: tuple[str, ...],
     *,
     mutating: bool,
@@ -312,7 +312,7 @@ def build_list_slots() -> ToolCommand:
     return ToolCommand("vtl", ("listSlots",), "listSlots", mutating=False)
 
 
-def build_new_group(generation: Generation, label: str, serial: str, password: str) -> ToolCommand:
+def build_new_group(generation: ClientRelease, label: str, serial: str, password: str) -> ToolCommand:
     return _ha_command(
         generation,
         generation.new_group,
@@ -324,7 +324,7 @@ def build_new_group(generation: Generation, label: str, serial: str, password: s
 
 
 def build_add_member(
-    generation: Generation, label: str, group_number: str, serial: str, password: str
+    generation: ClientRelease, label: str, group_number: str, serial: str, password: str
 ) -> ToolCommand:
     """``group_number`` is used by vtl (``-group <number>``), ``label`` by lunacm (``-group <label>``)."""
     return _ha_command(
@@ -338,15 +338,15 @@ def build_add_member(
     )
 
 
-def build_enable_ha_only(generation: Generation) -> ToolCommand:
+def build_enable_ha_only(generation: ClientRelease) -> ToolCommand:
     return _ha_command(generation, generation.ha_only, mutating=True)
 
 
-def build_enable_auto_recovery(generation: Generation, retry: int = DEFAULT_RECOVERY_RETRY) -> ToolCommand:
+def build_enable_auto_recovery(generation: ClientRelease, retry: int = DEFAULT_RECOVERY_RETRY) -> ToolCommand:
     return _ha_command(generation, generation.recovery, mutating=True, retry=str(int(retry)))
 
 
-def build_show_groups(generation: Generation) -> ToolCommand:
+def build_show_groups(generation: ClientRelease) -> ToolCommand:
     """``vtl haAdmin show`` / ``lunacm -c hagroup listGroups -password ""`` (CredHub's way of not being
     asked for a password, REFERENCE §10.6)."""
     template = generation.show + (("-password", "") if generation.ha_tool == "lunacm" else ())
@@ -481,7 +481,7 @@ class ClientTools:
     def __init__(
         self,
         root: Path,
-        generation: Generation | str,
+        generation: ClientRelease | str,
         *,
         config_path: Path | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -489,7 +489,9 @@ class ClientTools:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.root = Path(root)
-        self.generation = generation if isinstance(generation, Generation) else generation_named(generation)
+        self.generation = (
+            generation if isinstance(generation, ClientRelease) else generation_named(generation)
+        )
         self.config_path = config_path
         self.timeout = timeout
         self._runner = runner or subprocess_runner
@@ -590,7 +592,7 @@ class ClientTools:
 
 def detect_generation(
     root: Path, *, runner: Runner | None = None, timeout: float = 30.0, env: Mapping[str, str] | None = None
-) -> Generation:
+) -> ClientRelease:
     """The client generation installed at ``root`` (REFERENCE §10.1).
 
     ``…/lunasa`` is the 5.1 client. Under any other root (``/usr/safenet/lunaclient``) the version

@@ -1,6 +1,6 @@
 """The socket-free state machine of a simulated Luna SA 5.x/6.x appliance's shell.
 
-``ApplianceState`` (``state.py``) is the appliance; one ``ShellSession`` per interactive shell turns
+``ApplianceModel`` (``state.py``) is the appliance; one ``ShellSession`` per interactive shell turns
 each received line into the text lunash prints back. The terminal layer (``server.py``) echoes
 what is typed (``*`` for secrets) and ends the line with CRLF; ``feed`` returns everything after
 that: for a command
@@ -27,16 +27,16 @@ from luna_ha.sim.dialogue import (
     SHELL_FAILURE,
     SUCCESS,
     Ask,
-    Command,
     Context,
     Interaction,
     LoginState,
     Reply,
+    ShellCommand,
     Stop,
     fail,
 )
 from luna_ha.sim.journal import MASK, Journal, JournalEntry
-from luna_ha.sim.state import DIALECTS, ApplianceState, Dialect, Partition, RegisteredClient
+from luna_ha.sim.state import DIALECTS, ApplianceModel, Dialect, Partition, RegisteredClient
 from luna_ha.sim.syntax import (
     Arguments,
     SyntaxProblem,
@@ -49,7 +49,7 @@ from luna_ha.sim.syntax import (
 
 __all__ = [
     "DIALECTS",
-    "ApplianceState",
+    "ApplianceModel",
     "CommandLine",
     "Dialect",
     "Journal",
@@ -68,7 +68,7 @@ class CommandLine:
 
     def __init__(self, line: str) -> None:
         self.name: str | None = None
-        self.command: Command | None = None
+        self.command: ShellCommand | None = None
         self.args: Arguments | None = None
         self.problem: str | None = None
         self.masked = mask_unparsed(line)
@@ -92,7 +92,7 @@ class CommandLine:
 class ShellSession:
     """One lunash shell: feed it received lines, send back what it returns."""
 
-    def __init__(self, state: ApplianceState, journal: Journal, session_id: str) -> None:
+    def __init__(self, state: ApplianceModel, journal: Journal, session_id: str) -> None:
         self.state = state
         self.journal = journal
         self.session_id = session_id

@@ -40,10 +40,10 @@ from cryptography.hazmat.primitives import serialization
 
 from luna_ha.sim.dialogue import (
     Ask,
-    Command,
     Context,
     Interaction,
     Reply,
+    ShellCommand,
     ask_twice,
     confirm,
     fail,
@@ -474,11 +474,11 @@ _FORCE = OptionSpec("force", takes_value=False)
 _CLIENT = OptionSpec("client", required=True)
 _PARTITION = OptionSpec("partition", required=True)
 
-COMMANDS: Mapping[str, Command] = {
+COMMANDS: Mapping[str, ShellCommand] = {
     c.name: c
     for c in (
-        Command("hsm show", hsm_show),
-        Command(
+        ShellCommand("hsm show", hsm_show),
+        ShellCommand(
             "hsm init",
             hsm_init,
             Syntax(
@@ -492,11 +492,11 @@ COMMANDS: Mapping[str, Command] = {
             ),
             mutating=True,
         ),
-        Command("hsm login", hsm_login, Syntax((OptionSpec("password", secret=True),)), auth=True),
-        Command("hsm logout", hsm_logout, auth=True),
-        Command("sysconf regenCert", sysconf_regen_cert, Syntax((_FORCE,)), mutating=True),
-        Command("ntls bind", ntls_bind, Syntax((_FORCE,), positionals=("device",)), mutating=True),
-        Command(
+        ShellCommand("hsm login", hsm_login, Syntax((OptionSpec("password", secret=True),)), auth=True),
+        ShellCommand("hsm logout", hsm_logout, auth=True),
+        ShellCommand("sysconf regenCert", sysconf_regen_cert, Syntax((_FORCE,)), mutating=True),
+        ShellCommand("ntls bind", ntls_bind, Syntax((_FORCE,), positionals=("device",)), mutating=True),
+        ShellCommand(
             "partition create",
             partition_create,
             Syntax(
@@ -504,25 +504,25 @@ COMMANDS: Mapping[str, Command] = {
             ),
             mutating=True,
         ),
-        Command("partition list", partition_list),
-        Command("partition delete", partition_delete, Syntax((_PARTITION, _FORCE)), mutating=True),
-        Command(
+        ShellCommand("partition list", partition_list),
+        ShellCommand("partition delete", partition_delete, Syntax((_PARTITION, _FORCE)), mutating=True),
+        ShellCommand(
             "client register",
             client_register,
             Syntax((_CLIENT, OptionSpec("hostname"), OptionSpec("ip"))),
             mutating=True,
         ),
-        Command(
+        ShellCommand(
             "client assignPartition", client_assign_partition, Syntax((_CLIENT, _PARTITION)), mutating=True
         ),
-        Command(
+        ShellCommand(
             "client revokePartition", client_revoke_partition, Syntax((_CLIENT, _PARTITION)), mutating=True
         ),
-        Command("client list", client_list),
-        Command("client show", client_show, Syntax((_CLIENT,))),
-        Command("client delete", client_delete, Syntax((_CLIENT, _FORCE)), mutating=True),
-        Command("client fingerprint", client_fingerprint, Syntax((_CLIENT,))),
-        Command(
+        ShellCommand("client list", client_list),
+        ShellCommand("client show", client_show, Syntax((_CLIENT,))),
+        ShellCommand("client delete", client_delete, Syntax((_CLIENT, _FORCE)), mutating=True),
+        ShellCommand("client fingerprint", client_fingerprint, Syntax((_CLIENT,))),
+        ShellCommand(
             "my file delete",
             my_file_delete,
             Syntax((OptionSpec("file", required=True), _FORCE)),

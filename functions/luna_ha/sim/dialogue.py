@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
-from luna_ha.sim.state import ApplianceState
+from luna_ha.sim.state import ApplianceModel
 from luna_ha.sim.syntax import Arguments, Syntax
 
 SUCCESS = 0
@@ -54,13 +54,13 @@ class LoginState:
     def __init__(self) -> None:
         self.generation: int | None = None
 
-    def logged_in(self, state: ApplianceState) -> bool:
+    def logged_in(self, state: ApplianceModel) -> bool:
         return not state.zeroized and self.generation == state.generation
 
 
 @dataclass
 class Context:
-    state: ApplianceState
+    state: ApplianceModel
     login: LoginState
     name: str
     #: Lines printed so far, shown before the next question or the final reply.
@@ -87,7 +87,7 @@ Handler = Callable[[Context, Arguments], Reply | Interaction]
 
 
 @dataclass(frozen=True)
-class Command:
+class ShellCommand:
     name: str
     handler: Handler
     syntax: Syntax = field(default_factory=Syntax)

@@ -58,7 +58,7 @@ from luna_ha.sim.faults import FLOOD_FILE_SIZE, Direction, Faults
 from luna_ha.sim.journal import Journal
 from luna_ha.sim.keys import key_fingerprint, key_line, make_ed25519_host_key, make_rsa_host_key
 from luna_ha.sim.scp import ScpError, parse_scp_command, serve_download, serve_upload
-from luna_ha.sim.state import DEFAULT_DIALECT, ApplianceState, KeyType
+from luna_ha.sim.state import DEFAULT_DIALECT, ApplianceModel, KeyType
 from luna_ha.sim.terminal import ShellTerminal, pty_echo
 
 LOOPBACK = "127.0.0.1"
@@ -258,7 +258,7 @@ class SimulatedAppliance:
             kinds = ", ".join(_ALGORITHM_OPTIONS)
             raise ValueError(f"unknown algorithm kinds {sorted(unknown)} (use {kinds})")
         self.algorithms = {kind: tuple(names) for kind, names in (algorithms or {}).items()}
-        self.state = ApplianceState.create(
+        self.state = ApplianceModel.create(
             hostname=hostname,
             serial=serial or str(secrets.randbelow(900_000) + 100_000),
             dialect=dialect,

@@ -151,7 +151,7 @@ def make_server_certificate(hostname: str, key_type: KeyType = "rsa") -> ServerC
 
 
 @dataclass
-class ApplianceState:
+class ApplianceModel:
     """One appliance. Hold ``lock`` while reading or changing more than one field."""
 
     hostname: str
@@ -190,7 +190,7 @@ class ApplianceState:
         label: str | None = None,
         admin_password: str | None = None,
         domain: str | None = None,
-    ) -> ApplianceState:
+    ) -> ApplianceModel:
         """A factory-fresh (zeroized) appliance, or one already through init + regenCert + ntls bind."""
         if not (len(serial) == 6 and serial.isdigit()):
             raise ValueError("the HSM serial is 6 digits")
