@@ -45,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--latency", type=float, default=0.0, metavar="SECONDS", help="delay of every command"
     )
-    parser.add_argument("--dialect", choices=("5.1", "5.4", "6.2"), default="5.4", help="appliance software")
+    parser.add_argument(
+        "--dialect",
+        choices=("5.1", "5.4", "6.2", "7.2", "7.8", "7.x"),
+        default="5.4",
+        help="appliance software",
+    )
     parser.add_argument(
         "--aws", action="store_true", help="also run local AWS (moto) with the group's secrets in it"
     )

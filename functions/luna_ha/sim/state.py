@@ -46,7 +46,11 @@ KeyType = Literal["rsa", "ec"]
 
 @dataclass(frozen=True)
 class Dialect:
-    """What differs between appliance software generations (output only; commands are the same)."""
+    """What differs between appliance software generations.
+
+    5.x and 6.x differ in output only. 7.x (``family == 7``) also changes commands: partitions are
+    created uninitialized and each has its own Partition SO and Crypto Officer (see ``Partition``).
+    """
 
     name: str
     software_version: str
@@ -57,10 +61,19 @@ class Dialect:
     #: 5.3+ prints `Audit Role Initialized`/`Remote Login Initialized` in `hsm show` and
     #: `HTL Required`/`OTT Expiry` in `client show`.
     extended_fields: bool
+    #: 5 or 6 (Luna SA: `partition create` initializes) or 7 (Luna Network HSM 7).
+    family: int = 5
+    #: lunash has `partition init` and `partition init co` (7.8.1 on; earlier 7.x: REST or lunacm).
+    lunash_partition_init: bool = False
 
 
 def _banner(version: str, years: str) -> str:
     return f"Luna SA {version} Command Line Shell - Copyright (c) {years} SafeNet, Inc. All rights reserved."
+
+
+def _banner7(version: str, year: str, company: str) -> str:
+    shell = f"Luna Network HSM Command Line Shell v{version}."
+    return f"{shell} Copyright (c) {year} {company}. All rights reserved."
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -71,21 +84,88 @@ DIALECTS: dict[str, Dialect] = {
         "5.4", "5.4.9-2", "6.10.9", _banner("5.4.9", "2001-2015"), "Hardware Model:", "Luna K6", True
     ),
     "6.2": Dialect("6.2", "6.2.2-5", "6.24.0", _banner("6.2.2", "2001-2016"), "HSM Model:", "K6 Base", True),
+    "7.2": Dialect(
+        "7.2",
+        "7.2.0-220",
+        "7.0.3",
+        _banner7("7.2.0-220", "2018", "SafeNet"),
+        "HSM Model:",
+        "Luna K7",
+        True,
+        family=7,
+    ),
+    "7.8": Dialect(
+        "7.8",
+        "7.8.5-20",
+        "7.8.4",
+        _banner7("7.8.5-20", "2024", "Thales Group"),
+        "HSM Model:",
+        "Luna K7",
+        True,
+        family=7,
+        lunash_partition_init=True,
+    ),
 }
+#: Names accepted for ``--dialect`` besides the keys of ``DIALECTS``.
+DIALECT_ALIASES: dict[str, str] = {"7.x": "7.8"}
 DEFAULT_DIALECT = "5.4"
+#: Failed logins a 7.x partition role (Partition SO, Crypto Officer) allows before it locks.
+ROLE_LOGIN_ATTEMPTS = 10
+
+
+@dataclass
+class Role:
+    """A 7.x partition role (the Crypto Officer): uninitialized until a password is set."""
+
+    password: str | None = None
+    #: HSM policy 21 (on by default): a password set by initialization expires at first use.
+    pin_to_be_changed: bool = False
+    attempts_left: int = ROLE_LOGIN_ATTEMPTS
+
+    @property
+    def initialized(self) -> bool:
+        return self.password is not None
+
+    @property
+    def locked_out(self) -> bool:
+        return self.attempts_left <= 0
 
 
 @dataclass
 class Partition:
+    """A partition. 5.x/6.x: created initialized, ``password`` is what clients log in with.
+
+    7.x: created uninitialized (``initialized`` False, ``password``/``domain`` empty); ``partition
+    init`` sets ``label``, the Partition SO password (``so_password``) and the cloning ``domain``;
+    then the Crypto Officer (``co``) gets its password, which is what clients log in with.
+    """
+
     name: str
     serial: str
     password: str
     domain: str
     objects: int = 0
+    #: 7.x: the partition has its own Partition SO and Crypto Officer.
+    has_so: bool = False
+    initialized: bool = True
+    label: str = ""
+    so_password: str | None = None
+    so_attempts_left: int = ROLE_LOGIN_ATTEMPTS
+    co: Role = field(default_factory=Role)
 
     @property
     def used_bytes(self) -> int:
         return self.objects * OBJECT_SIZE_BYTES
+
+    @property
+    def version(self) -> int:
+        """The `Partition Version` 7.x prints: 0 until initialized, then 1."""
+        return 1 if self.initialized else 0
+
+    @property
+    def client_password(self) -> str | None:
+        """The password a client logs in to this partition with (7.x: the Crypto Officer's)."""
+        return self.co.password if self.has_so else self.password
 
 
 @dataclass
@@ -173,6 +253,10 @@ class ApplianceModel:
     next_partition_number: int = 1
     #: Bumped by init and zeroization; a session's HSM Admin login is valid for one generation.
     generation: int = 0
+    #: HSM policy 21 (7.x): a Crypto Officer password set by initialization must be changed first.
+    policy21: bool = True
+    #: NTLS serves a regenerated certificate or a new binding only after `service restart ntls` (7.x).
+    ntls_restart_pending: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -194,6 +278,7 @@ class ApplianceModel:
         """A factory-fresh (zeroized) appliance, or one already through init + regenCert + ntls bind."""
         if not (len(serial) == 6 and serial.isdigit()):
             raise ValueError("the HSM serial is 6 digits")
+        dialect = DIALECT_ALIASES.get(dialect, dialect)
         if dialect not in DIALECTS:
             raise ValueError(f"unknown appliance software {dialect!r} (one of {', '.join(DIALECTS)})")
         state = cls(
@@ -240,6 +325,45 @@ class ApplianceModel:
             self.partitions[name] = partition
             return partition
 
+    def add_uninitialized_partition(self, name: str) -> Partition:
+        """7.x `partition create`: a partition without label, Partition SO, domain or Crypto Officer,
+        with a 13-digit serial that is not prefixed by the HSM serial."""
+        with self.lock:
+            serial = _partition_serial_7(self.serial, self.next_partition_number)
+            self.next_partition_number += 1
+            partition = Partition(name, serial, "", "", has_so=True, initialized=False)
+            self.partitions[name] = partition
+            return partition
+
+    def init_partition(self, name: str, label: str, so_password: str, domain: str) -> None:
+        """7.x partition initialization. On an initialized partition this ERASES it (its objects and
+        its Crypto Officer), as REST and lunacm do; lunash refuses before calling this."""
+        with self.lock:
+            partition = self.partitions[name]
+            partition.initialized = True
+            partition.label, partition.so_password, partition.domain = label, so_password, domain
+            partition.so_attempts_left = ROLE_LOGIN_ATTEMPTS
+            partition.objects = 0
+            partition.co = Role()
+
+    def init_co(self, name: str, password: str) -> None:
+        """Set the Crypto Officer's password; under policy 21 it must be changed at first use."""
+        with self.lock:
+            partition = self.partitions[name]
+            partition.co = Role(password=password, pin_to_be_changed=self.policy21)
+
+    def change_co_password(self, name: str, old: str, new: str) -> bool:
+        """The Crypto Officer's own password change; False (and one attempt used) for a wrong ``old``."""
+        with self.lock:
+            co = self.partitions[name].co
+            if co.password is None or co.locked_out:
+                return False
+            if old != co.password:
+                co.attempts_left -= 1
+                return False
+            co.password, co.pin_to_be_changed, co.attempts_left = new, False, ROLE_LOGIN_ATTEMPTS
+            return True
+
     def remove_partition(self, name: str) -> None:
         with self.lock:
             del self.partitions[name]
@@ -254,9 +378,24 @@ class ApplianceModel:
     # -- derived values ----------------------------------------------------------------------------
 
     @property
+    def family(self) -> int:
+        return self.dialect.family
+
+    @property
     def initialized(self) -> bool:
         return not self.zeroized
 
     @property
     def space_in_use(self) -> int:
         return PARTITION_SIZE_BYTES * len(self.partitions)
+
+
+def _partition_serial_7(hsm_serial: str, number: int) -> str:
+    """A 13-digit 7.x partition serial, stable for (HSM, number), never starting with the HSM serial."""
+    salt = 0
+    while True:
+        digest = hashlib.sha256(f"{hsm_serial}/{number}/{salt}".encode()).digest()
+        serial = str(1_000_000_000_000 + int.from_bytes(digest[:8], "big") % 9_000_000_000_000)
+        if not serial.startswith(hsm_serial):
+            return serial
+        salt += 1
