@@ -28,7 +28,6 @@ from crhelper import CfnResource
 from luna_ha import __version__, compose
 from luna_ha.engine import Engine
 from luna_ha.resource import GroupResource, ResourceResult, physical_id_for, short_reason
-from luna_ha.spec import GroupSpec
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "luna-ha"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "LunaHA"))
@@ -227,8 +226,10 @@ def _progress(host: str, message: str) -> None:
     logger.info(message, extra={"appliance": host})
 
 
-def _engine(spec: GroupSpec) -> Engine:
-    return compose.build_engine(spec, _progress, deletion_markers=True)
+def _engine() -> Engine:
+    """Built per event, from the environment as it is then (one composition root for every
+    operation of the event)."""
+    return compose.build_engine(_progress, deletion_markers=True)
 
 
 resource = GroupResource(

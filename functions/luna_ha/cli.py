@@ -56,7 +56,7 @@ def cli_physical_id(spec: GroupSpec) -> str:
     return f"luna-ha-cli/{spec.partition_name}"
 
 
-def build_engine(spec: GroupSpec, out: TextIO, table: str | None = None) -> Engine:
+def build_engine(out: TextIO, table: str | None = None) -> Engine:
     """The engine with real adapters, printing each appliance's progress as one whole line."""
     lock = threading.Lock()
 
@@ -65,7 +65,7 @@ def build_engine(spec: GroupSpec, out: TextIO, table: str | None = None) -> Engi
             out.write(f"  [{host}] {message}\n")
             out.flush()
 
-    return compose.build_engine(spec, progress, table=table)
+    return compose.build_engine(progress, table=table)
 
 
 def print_report(report: RunReport, out: TextIO, drift: Sequence[Drift] | None = None) -> None:
@@ -228,7 +228,7 @@ def _group_command(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Te
     physical_id = args.id or owner or cli_physical_id(spec)
     if args.command == "destroy" and not args.yes and not _confirm_destroy(spec, physical_id, err, stdin):
         return EXIT_FAILED
-    engine = build_engine(spec, err, args.table)
+    engine = build_engine(err, args.table)
     deadline = Deadline.after(args.timeout) if args.timeout else Deadline.never()
     if args.output == "text":
         print(

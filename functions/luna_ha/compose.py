@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from luna_ha.coordination import TABLE_ENV, Coordinator
 from luna_ha.engine import Engine, Progress
 from luna_ha.errors import LunaHAError
-from luna_ha.spec import GroupSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm.client import SSMClient
@@ -43,7 +42,6 @@ def coordination_table(table: str | None = None) -> str:
 
 
 def build_engine(
-    spec: GroupSpec,
     progress: Progress | None = None,
     *,
     deletion_markers: bool = False,
@@ -56,7 +54,7 @@ def build_engine(
 
     return Engine(
         secrets=SecretReader(boto3.client("secretsmanager")),
-        store=ParameterStore(ssm_client(), kms_key_id=spec.kms_key_id),
+        store=ParameterStore(ssm_client()),
         coordinator=Coordinator(boto3.client("dynamodb"), coordination_table(table)),
         progress=progress,
         deletion_markers=deletion_markers,

@@ -11,18 +11,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from luna_ha import admin_guard
 from luna_ha import appliance as appl
 from luna_ha.admin_guard import AdminGuard
-from luna_ha.certs import credential_matches, generate_client_credential, luna_fingerprint
+from luna_ha.certs import luna_fingerprint
 from luna_ha.clock import Deadline
-from luna_ha.coordination import Coordinator, PartitionRecord, PathTaken
+from luna_ha.coordination import Coordinator
+from luna_ha.credentials import ClientCredentials
 from luna_ha.drift import ApplianceView, Drift, Expected, compare
 from luna_ha.errors import (
     ApplianceError,
@@ -31,30 +30,28 @@ from luna_ha.errors import (
     SecretError,
     SpecError,
 )
-from luna_ha.generations import Generation, credential_parameters, token_parameters, wanted
+from luna_ha.generations import Generation, credential_parameters, token_parameters
 from luna_ha.layout import (
     GroupDocument,
     Member,
     Parameter,
     ParameterPlan,
     build_layout,
-    client_cert_name,
-    client_key_name,
-    owned_by,
+    find_document,
+    kms_key_changed,
     plan_parameters,
     server_cert_name,
 )
 from luna_ha.lunash.commands import check_secret
-from luna_ha.ownership import ownership_token, registration_name, resource_identity
+from luna_ha.ownership import ownership_token, registration_name
 from luna_ha.planner import (
     Action,
     ApplianceGoal,
     ApplianceState,
-    PartitionClaim,
     Step,
     plan_appliance,
-    uploaded_file,
 )
+from luna_ha.run_coordination import ResourceCoordination
 from luna_ha.secrets import SecretReader, check_destination
 from luna_ha.spec import ApplianceSpec, GroupSpec, parse_appliance
 from luna_ha.ssh import CommandRecord, HostKeyPin, LunaShell, SshTarget
@@ -63,9 +60,6 @@ from luna_ha.store import ParameterStore
 Progress = Callable[[str, str], None]
 log = logging.getLogger(__name__)
 
-# How long a deletion marker is read after the Delete that wrote it: past the oldest event Lambda
-# still delivers (MaximumEventAgeInSeconds: 1 hour) plus a whole run (15 minutes at most).
-DELETION_MARKER_LIFETIME = timedelta(hours=2)
 _NOT_RECORDED = ""  # what a group document does not say (the admin secret's ARN)
 NOT_GENERATED = "(certificate to be generated)"
 _NEEDS_SECRETS = frozenset({Action.HSM_INIT, Action.HSM_LOGIN, Action.PARTITION_CREATE})
@@ -154,6 +148,7 @@ class _Run:
     guard: AdminGuard | None
     # admin and partition secrets' ARNs and where they may go (checked before they are used)
     destinations: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    records: ResourceCoordination | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +176,9 @@ class _Observation:
 
 
 class Engine:
+    """Plans, applies and destroys groups with the adapters it is given (built once, in
+    ``compose``); nothing in it depends on one group."""
+
     def __init__(
         self,
         *,
@@ -196,6 +194,7 @@ class Engine:
         self.secrets = secrets
         self.store = store
         self.coordinator = coordinator
+        self.credentials = ClientCredentials(store, now)
         self.shell_factory = shell_factory
         self.now = now
         self.progress = progress or (lambda host, message: None)
@@ -204,6 +203,9 @@ class Engine:
         # markers, Delete first records that it began (coordination table); an apply of that id
         # already running then undoes its work instead of publishing.
         self.deletion_markers = deletion_markers
+
+    def _records(self, physical_id: str) -> ResourceCoordination:
+        return ResourceCoordination(self.coordinator, physical_id, deletion_markers=self.deletion_markers)
 
     # -- public operations ---------------------------------------------------------------
     def plan(self, spec: GroupSpec, physical_id: str, *, deadline: Deadline | None = None) -> RunReport:
@@ -235,59 +237,6 @@ class Engine:
         drift = compare(expected, views, seen.existing, seen.desired)
         return seen.report, drift
 
-    def _observe(
-        self, spec: GroupSpec, physical_id: str, deadline: Deadline | None, operation: str
-    ) -> _Observation:
-        deadline = deadline or Deadline.never()
-        started = time.monotonic()
-        token = ownership_token(physical_id)
-        self._check_path(spec, physical_id)
-        self._prefetch_secrets(spec, group=False)
-        existing = self.store.read(spec.parameter_path)
-        generations = self._generations(spec, token, existing, create=False)
-        # A generation not generated yet has no fingerprint: any registration of that name differs.
-        fingerprints = {
-            g.name: luna_fingerprint(g.cert_pem) if g.cert_pem else NOT_GENERATED for g in generations
-        }
-        targets = self._targets(
-            spec, token, existing, previous=None, fingerprints=fingerprints, destroying=False
-        )
-        run = _Run(physical_id, token, deadline, apply=False, secrets=None, certificates={}, guard=None)
-        reports = self._run_all(targets, run)
-        report = RunReport(operation, reports)
-        desired = None
-        if report.ok:
-            desired = self._desired(spec, physical_id, reports, generations)
-            previous_doc = _document_of(existing)
-            rewrite_secure = previous_doc is not None and previous_doc.kms_key_id != spec.kms_key_id
-            plan = plan_parameters(desired, existing, rewrite_secure=rewrite_secure, path=spec.parameter_path)
-            puts = [p.name for p in plan.puts]
-            # A server certificate that an initialization regenerates is written again.
-            for r in reports:
-                if not r.leaving and any(s.action is Action.REGEN_CERT for s in r.planned):
-                    name = server_cert_name(spec.parameter_path, r.host)
-                    if name not in puts:
-                        puts.append(name)
-            report.parameters_to_put = tuple(puts)
-            report.parameters_to_delete = plan.deletes
-        report.seconds = time.monotonic() - started
-        return _Observation(report, existing, generations, desired)
-
-    def _desired(
-        self,
-        spec: GroupSpec,
-        physical_id: str,
-        reports: Sequence[ApplianceReport],
-        generations: Sequence[Generation],
-    ) -> dict[str, Parameter]:
-        """Every parameter apply would publish after this run's reports."""
-        document = self._document(spec, physical_id, reports, generations)
-        server_certs = {r.host: r.server_cert or "" for r in reports if not r.leaving}
-        by_client: dict[str, dict[str, tuple[str, str]]] = {}
-        for g in generations:
-            by_client.setdefault(g.client, {})[g.name] = (g.cert_pem, g.key_pem)
-        return build_layout(spec.parameter_path, document, server_certs, by_client)
-
     def apply(
         self,
         spec: GroupSpec,
@@ -296,75 +245,39 @@ class Engine:
         previous: GroupSpec | None = None,
         deadline: Deadline | None = None,
     ) -> RunReport:
+        """Converge the appliances to ``spec`` and publish what members need, in named phases."""
         deadline = deadline or Deadline.never()
         started = time.monotonic()
-        token = ownership_token(physical_id)
-        # Before any appliance or parameter is touched: the path is this resource's, and each
-        # secret names every appliance it will be sent to.
-        self.coordinator.claim_path(
-            spec.parameter_path, owner=resource_identity(physical_id), holder=physical_id
-        )
-        self._prefetch_secrets(spec, group=True)
-        group_secrets = self._group_secrets(spec)
-        self._check_destinations(spec, group=True)
-        begun = self.coordinator.now()
+        records = self._records(physical_id)
+        group_secrets, destinations = self._claim_and_check(spec, records)
+        begun = records.now()
         existing = self.store.read(spec.parameter_path)
-        known = dict(existing)
-        if previous is not None and previous.parameter_path != spec.parameter_path:
-            # Moving the path keeps every client's certificate: take it from the old path.
-            old = self.store.read(previous.parameter_path)
-            if self._owns_path(previous.parameter_path, old, physical_id):
-                known = {**_rebased(old, previous.parameter_path, spec.parameter_path), **existing}
-        generations = self._generations(spec, token, known, create=True)
-        # Publish new client keys before any appliance registers them: a run that stops half-way
-        # leaves a key the next run reuses, never a registration whose key is lost.
-        written = self._publish_credentials(spec, generations, existing)
-        new_credentials = tuple(p.name for p in written)
-        fingerprints = {g.name: luna_fingerprint(g.cert_pem) for g in generations}
-        certificates = {g.name: g.cert_pem for g in generations}
-        targets = self._targets(
-            spec, token, existing, previous=previous, fingerprints=fingerprints, destroying=False
-        )
-        run = _Run(
+        generations, new_credentials = self._prepare_credentials(spec, physical_id, previous, existing)
+        run = self._run_for(
+            spec,
             physical_id,
-            token,
             deadline,
-            apply=True,
             secrets=group_secrets,
-            certificates=certificates,
-            guard=self._guard(spec, deadline),
-            destinations=self._destinations(spec),
+            certificates={g.name: g.cert_pem for g in generations},
+            destinations=destinations,
         )
-        reports = self._run_all(targets, run)
-        report = RunReport("apply", reports)
+        fingerprints = {g.name: luna_fingerprint(g.cert_pem) for g in generations}
+        targets = self._targets(spec, run.token, existing, previous=previous, fingerprints=fingerprints)
+        report = RunReport("apply", self._run_all(targets, run))
         if not report.ok:
             report.parameters_put = new_credentials
             report.seconds = time.monotonic() - started
             raise GroupRunError(report)
         # Every generation is in Parameter Store now (found, written, or adopted from another run).
         existing = {**existing, **credential_parameters(spec.parameter_path, generations)}
-        if self._deleted_since(physical_id, begun):
-            self.destroy(spec, physical_id, deadline=deadline)
-            raise ResourceDeleted(
-                f"a Delete of {physical_id} arrived while this operation ran; its changes were undone"
-            )
-        document = self._document(spec, physical_id, reports, generations)
-        desired = self._desired(spec, physical_id, reports, generations)
-        previous_doc = _document_of(existing)
-        rewrite_secure = previous_doc is not None and previous_doc.kms_key_id != spec.kms_key_id
-        plan = plan_parameters(desired, existing, rewrite_secure=rewrite_secure, path=spec.parameter_path)
-        self.store.apply(plan)
-        deleted = list(plan.deletes)
-        if previous is not None and previous.parameter_path != spec.parameter_path:
-            old = self.store.read(previous.parameter_path)
-            if self._owns_path(previous.parameter_path, old, physical_id):
-                old_plan = plan_parameters({}, old, rewrite_secure=False, path=previous.parameter_path)
-                self.store.apply(old_plan)
-                deleted += old_plan.deletes
-                self.coordinator.release_path(previous.parameter_path, holder=physical_id)
-        report.parameters_put = new_credentials + tuple(p.name for p in plan.puts)
+        self._undo_if_deleted(spec, physical_id, records, begun, deadline)
+        document, puts, deleted = self._publish_group(
+            spec, physical_id, report.appliances, generations, existing
+        )
+        deleted += self._leave_old_path(spec, previous, records)
+        report.parameters_put = new_credentials + puts
         report.parameters_deleted = tuple(deleted)
-        report.data = _data(spec, document, generations)
+        report.data = _data(spec, document)
         report.seconds = time.monotonic() - started
         return report
 
@@ -373,44 +286,36 @@ class Engine:
         its parameters, its records and its claim on the path."""
         deadline = deadline or Deadline.never()
         started = time.monotonic()
-        token = ownership_token(physical_id)
-        if self.deletion_markers:
-            self.coordinator.mark_deleting(
-                physical_id, at=self.coordinator.now(), lifetime=DELETION_MARKER_LIFETIME.total_seconds()
-            )
-        if self.coordinator.never_held(spec.parameter_path, owner=resource_identity(physical_id)):
+        records = self._records(physical_id)
+        records.mark_deleting()
+        if records.never_held(spec.parameter_path):
             # A Create refused for its path: it never got past its claim and has nothing anywhere.
             return RunReport("destroy", seconds=time.monotonic() - started)
         existing = self.store.read(spec.parameter_path)
-        owns_parameters = self._owns_path(spec.parameter_path, existing, physical_id)
+        owns_parameters = records.owns_parameters(spec.parameter_path, existing)
         deletes_partitions = spec.partition_deletion_policy == "Delete"
         self._prefetch_secrets(spec, group=deletes_partitions)
-        group_secrets = self._group_secrets(spec) if deletes_partitions else None
+        group_secrets, destinations = self._group_secrets(spec) if deletes_partitions else (None, {})
+        run = self._run_for(spec, physical_id, deadline, secrets=group_secrets, destinations=destinations)
         targets = self._targets(
-            spec, token, existing if owns_parameters else {}, previous=None, fingerprints={}, destroying=True
+            spec,
+            run.token,
+            existing if owns_parameters else {},
+            previous=None,
+            fingerprints={},
+            destroying=True,
         )
-        run = _Run(
-            physical_id,
-            token,
-            deadline,
-            apply=True,
-            secrets=group_secrets,
-            certificates={},
-            guard=self._guard(spec, deadline),
-            destinations=self._destinations(spec) if deletes_partitions else {},
-        )
-        reports = self._run_all(targets, run)
-        report = RunReport("destroy", reports)
+        report = RunReport("destroy", self._run_all(targets, run))
         if not report.ok:
             report.seconds = time.monotonic() - started
             raise GroupRunError(report)
         # Everything under the path while this resource owns it; otherwise (a replacement took the
         # path over, or a Create failed before publishing its group document) only the client
         # generations that carry this resource's token.
-        mine = existing if owns_parameters else token_parameters(existing, spec.parameter_path, token)
+        mine = existing if owns_parameters else token_parameters(existing, spec.parameter_path, run.token)
         plan = plan_parameters({}, mine, rewrite_secure=False, path=spec.parameter_path)
         self.store.apply(plan)
-        self.coordinator.release_path(spec.parameter_path, holder=physical_id)
+        records.release_path(spec.parameter_path)
         report.parameters_deleted = tuple(plan.deletes)
         report.seconds = time.monotonic() - started
         return report
@@ -424,8 +329,8 @@ class Engine:
         (the admin secret is not recorded, and keeping is the safe side). None when ``path`` holds
         no group document of ``physical_id``: then nothing of this resource was ever published."""
         existing = self.store.read(path)
-        document = _document_of(existing)
-        if document is None or not self._owns_path(path, existing, physical_id):
+        document = find_document(existing, path)
+        if document is None or not self._records(physical_id).owns_parameters(path, existing):
             return None
         spec = GroupSpec(
             group_label=document.label,
@@ -438,65 +343,170 @@ class Engine:
         )
         return self.destroy(spec, physical_id, deadline=deadline)
 
-    # -- ownership and coordination -------------------------------------------------------------
-    def _check_path(self, spec: GroupSpec, physical_id: str) -> None:
-        """For ``plan``: fail as ``apply`` would when the path is another resource's (no write)."""
-        claim = self.coordinator.path_claim(spec.parameter_path)
-        if claim is not None and claim.owner != resource_identity(physical_id):
-            raise PathTaken(
-                f"Property ParameterPath: {spec.parameter_path} belongs to another resource "
-                f"({claim.holder}); choose a path of its own"
-            )
-
-    def _owns_path(self, path: str, existing: Mapping[str, Parameter], physical_id: str) -> bool:
-        """Whether the parameters under ``path`` are this resource's: its claim when the path is
-        claimed, else (a group published before claims existed) the group document's owner."""
-        claim = self.coordinator.path_claim(path)
-        if claim is not None:
-            return claim.holder == physical_id and owned_by(existing, physical_id)
-        return owned_by(existing, physical_id)
-
-    def _deleted_since(self, physical_id: str, begun: float) -> bool:
-        """A Delete of ``physical_id`` began after this run did (an older marker is a finished
-        Delete: a retried Create of the same id may build the resource again)."""
-        if not self.deletion_markers:
-            return False
-        at = self.coordinator.deleting_since(physical_id)
-        return at is not None and at >= begun
-
-    def _guard(self, spec: GroupSpec, deadline: Deadline) -> AdminGuard:
-        return AdminGuard(
-            self.coordinator,
-            run_id=uuid.uuid4().hex[:12],
-            group=spec.parameter_path,
-            deadline=deadline,
-            wait_seconds=admin_guard.WAIT_SECONDS,
-        )
-
-    def _destinations(self, spec: GroupSpec) -> dict[str, frozenset[str]]:
-        admin = self.secrets.admin_secret(spec.admin_secret_arn)
-        partition = self.secrets.partition_secret(spec.partition_secret_arn)
-        return {spec.admin_secret_arn: admin.appliances, spec.partition_secret_arn: partition.appliances}
-
-    def _check_destinations(self, spec: GroupSpec, *, group: bool) -> None:
-        """Before anything is sent anywhere: every declared appliance is named by its manager
-        secret, and (``group``) by the admin and partition secrets."""
-        destinations = self._destinations(spec) if group else {}
+    # -- apply's phases ----------------------------------------------------------------------------
+    def _claim_and_check(
+        self, spec: GroupSpec, records: ResourceCoordination
+    ) -> tuple[appl.GroupSecrets, Mapping[str, frozenset[str]]]:
+        """Before any appliance or parameter is touched: the path is this resource's, and each
+        secret names every appliance it will be sent to. Returns the group's secrets and where
+        each may go."""
+        records.claim_path(spec.parameter_path)
+        self._prefetch_secrets(spec, group=True)
+        group_secrets, destinations = self._group_secrets(spec)
         for a in spec.appliances:
             creds = self.secrets.manager_credentials(a.manager_secret_arn)
             check_destination(a.manager_secret_arn, creds.appliances, a.host, a.fingerprint, "check secrets")
             for arn, allowed in destinations.items():
                 check_destination(arn, allowed, a.host, a.fingerprint, "check secrets")
+        return group_secrets, destinations
+
+    def _prepare_credentials(
+        self, spec: GroupSpec, physical_id: str, previous: GroupSpec | None, existing: Mapping[str, Parameter]
+    ) -> tuple[list[Generation], tuple[str, ...]]:
+        """Every client generation this run registers, with new keys published before any appliance
+        registers them. Moving the path keeps every client's certificate: taken from the old path."""
+        known = dict(existing)
+        if previous is not None and previous.parameter_path != spec.parameter_path:
+            old = self.store.read(previous.parameter_path)
+            if self._records(physical_id).owns_parameters(previous.parameter_path, old):
+                known = {**_rebased(old, previous.parameter_path, spec.parameter_path), **existing}
+        token = ownership_token(physical_id)
+        generations = self.credentials.generations(
+            spec.clients, token, spec.parameter_path, known, create=True
+        )
+        written = self.credentials.publish(spec.parameter_path, generations, existing, spec.kms_key_id)
+        return generations, tuple(p.name for p in written)
+
+    def _undo_if_deleted(
+        self,
+        spec: GroupSpec,
+        physical_id: str,
+        records: ResourceCoordination,
+        begun: float,
+        deadline: Deadline,
+    ) -> None:
+        """A Delete of this resource that began while it ran wins: undo, and say so."""
+        if records.deleted_since(begun):
+            self.destroy(spec, physical_id, deadline=deadline)
+            raise ResourceDeleted(
+                f"a Delete of {physical_id} arrived while this operation ran; its changes were undone"
+            )
+
+    def _publish_group(
+        self,
+        spec: GroupSpec,
+        physical_id: str,
+        reports: Sequence[ApplianceReport],
+        generations: Sequence[Generation],
+        existing: Mapping[str, Parameter],
+    ) -> tuple[GroupDocument, tuple[str, ...], list[str]]:
+        """Write what members need (server certificates, clients, the group document); returns the
+        document and the names written and deleted."""
+        document = self._document(spec, physical_id, reports, generations)
+        plan = self._parameter_plan(spec, document, reports, generations, existing)
+        self.store.apply(plan)
+        return document, tuple(p.name for p in plan.puts), list(plan.deletes)
+
+    def _leave_old_path(
+        self, spec: GroupSpec, previous: GroupSpec | None, records: ResourceCoordination
+    ) -> list[str]:
+        """After a move of ParameterPath: delete what this resource published at the old path and
+        release its claim there."""
+        if previous is None or previous.parameter_path == spec.parameter_path:
+            return []
+        old = self.store.read(previous.parameter_path)
+        if not records.owns_parameters(previous.parameter_path, old):
+            return []
+        old_plan = plan_parameters({}, old, rewrite_secure=False, path=previous.parameter_path)
+        self.store.apply(old_plan)
+        records.release_path(previous.parameter_path)
+        return list(old_plan.deletes)
+
+    # -- reading (plan, status) ------------------------------------------------------------------
+    def _observe(
+        self, spec: GroupSpec, physical_id: str, deadline: Deadline | None, operation: str
+    ) -> _Observation:
+        deadline = deadline or Deadline.never()
+        started = time.monotonic()
+        token = ownership_token(physical_id)
+        self._records(physical_id).check_path(spec.parameter_path)
+        self._prefetch_secrets(spec, group=False)
+        existing = self.store.read(spec.parameter_path)
+        generations = self.credentials.generations(
+            spec.clients, token, spec.parameter_path, existing, create=False
+        )
+        # A generation not generated yet has no fingerprint: any registration of that name differs.
+        fingerprints = {
+            g.name: luna_fingerprint(g.cert_pem) if g.cert_pem else NOT_GENERATED for g in generations
+        }
+        targets = self._targets(spec, token, existing, previous=None, fingerprints=fingerprints)
+        run = _Run(physical_id, token, deadline, apply=False, secrets=None, certificates={}, guard=None)
+        reports = self._run_all(targets, run)
+        report = RunReport(operation, reports)
+        desired = None
+        if report.ok:
+            document = self._document(spec, physical_id, reports, generations)
+            desired = _desired(spec, document, reports, generations)
+            plan = self._parameter_plan(spec, document, reports, generations, existing)
+            puts = [p.name for p in plan.puts]
+            # A server certificate that an initialization regenerates is written again.
+            for r in reports:
+                if not r.leaving and any(s.action is Action.REGEN_CERT for s in r.planned):
+                    name = server_cert_name(spec.parameter_path, r.host)
+                    if name not in puts:
+                        puts.append(name)
+            report.parameters_to_put = tuple(puts)
+            report.parameters_to_delete = plan.deletes
+        report.seconds = time.monotonic() - started
+        return _Observation(report, existing, generations, desired)
+
+    def _parameter_plan(
+        self,
+        spec: GroupSpec,
+        document: GroupDocument,
+        reports: Sequence[ApplianceReport],
+        generations: Sequence[Generation],
+        existing: Mapping[str, Parameter],
+    ) -> ParameterPlan:
+        desired = _desired(spec, document, reports, generations)
+        rewrite = kms_key_changed(existing, document, spec.parameter_path)
+        return plan_parameters(
+            desired, existing, rewrite_secure=rewrite, path=spec.parameter_path, kms_key_id=spec.kms_key_id
+        )
 
     # -- preparation -----------------------------------------------------------------------
+    def _run_for(
+        self,
+        spec: GroupSpec,
+        physical_id: str,
+        deadline: Deadline,
+        *,
+        secrets: appl.GroupSecrets | None,
+        destinations: Mapping[str, frozenset[str]],
+        certificates: Mapping[str, str] | None = None,
+    ) -> _Run:
+        """What the appliance threads of an apply or a destroy share."""
+        return _Run(
+            physical_id,
+            ownership_token(physical_id),
+            deadline,
+            apply=True,
+            secrets=secrets,
+            certificates=certificates or {},
+            guard=self._records(physical_id).admin_guard(spec.parameter_path, deadline),
+            destinations=destinations,
+            records=self._records(physical_id),
+        )
+
     def _prefetch_secrets(self, spec: GroupSpec, *, group: bool) -> None:
         """Every appliance's manager secret (and the admin and partition secrets when ``group``)
         in one call, before the appliance threads ask for them."""
         arns = [spec.admin_secret_arn, spec.partition_secret_arn] if group else []
         self.secrets.prefetch(arns + [a.manager_secret_arn for a in spec.appliances])
 
-    def _group_secrets(self, spec: GroupSpec) -> appl.GroupSecrets:
-        """The admin and partition secrets, checked before any appliance is touched."""
+    def _group_secrets(self, spec: GroupSpec) -> tuple[appl.GroupSecrets, dict[str, frozenset[str]]]:
+        """The admin and partition secrets, checked before any appliance is touched, and the
+        appliances each may be sent to."""
         admin = self.secrets.admin_secret(spec.admin_secret_arn)
         partition = self.secrets.partition_secret(spec.partition_secret_arn)
         for arn, key, value in (
@@ -508,71 +518,11 @@ class Engine:
                 check_secret(key, value)
             except CommandBuildError as exc:
                 raise SecretError(f"Secret {arn}: key {exc}") from None
-        return appl.GroupSecrets(admin.password, admin.domain, partition.password)
-
-    def _generations(
-        self, spec: GroupSpec, token: str, existing: Mapping[str, Parameter], *, create: bool
-    ) -> list[Generation]:
-        """Each client's current generation and the previous one still in use, with their keys.
-
-        The previous generation is the one published as current before this run (or, when that is
-        the current one already, the newest older one still published): running members keep it
-        until they re-bootstrap.
-        """
-        result: list[Generation] = []
-        for found in wanted(spec.clients, token, existing, spec.parameter_path):
-            if found.usable and found.cert_pem is not None and found.key_pem is not None:
-                result.append(Generation(found.client, found.name, found.cert_pem, found.key_pem))
-            elif create:
-                credential = generate_client_credential(found.name, now=self.now())
-                result.append(
-                    Generation(
-                        found.client,
-                        found.name,
-                        credential.cert_pem,
-                        credential.key_pem,
-                        replace=found.broken,
-                    )
-                )
-            else:
-                result.append(Generation(found.client, found.name, "", ""))
-        return result
-
-    def _publish_credentials(
-        self, spec: GroupSpec, generations: list[Generation], existing: Mapping[str, Parameter]
-    ) -> list[Parameter]:
-        """Write each new generation's key and certificate once; if another run wrote them first
-        (a duplicated event), adopt what it wrote so that every run registers the same certificate.
-        What a run that died half-way left (a key without its certificate, a pair that does not
-        match) is replaced, never a reason to fail. Returns the parameters written."""
-        written: list[Parameter] = []
-        for index, g in enumerate(generations):
-            key, cert = credential_parameters(spec.parameter_path, [g]).values()
-            if key.name in existing and cert.name in existing and not g.replace:
-                continue
-            if g.replace or not self.store.create(key):
-                adopted = None if g.replace else self._read_generation(spec.parameter_path, g)
-                if adopted is not None:
-                    generations[index] = adopted
-                    continue
-                # Nobody is finishing it: this run's pair replaces it, the key first (as always).
-                self.store.apply(ParameterPlan(puts=(key,)))
-            self.store.apply(ParameterPlan(puts=(cert,)))
-            written += [key, cert]
-        return written
-
-    def _read_generation(self, path: str, g: Generation, attempts: int = 10) -> Generation | None:
-        """The pair another run is writing under ``g``'s name, once both halves are there and match;
-        None when its certificate does not come (that run died, or its write failed)."""
-        for _ in range(attempts):
-            latest = self.store.read(path)
-            key = latest.get(client_key_name(path, g.client, g.name))
-            cert = latest.get(client_cert_name(path, g.client, g.name))
-            if key is not None and cert is not None and credential_matches(cert.value, key.value):
-                return Generation(g.client, g.name, cert.value, key.value)
-            time.sleep(0.2)  # the other writer puts the certificate right after the key
-        log.warning("the certificate of %s did not come after its key: this run publishes its own", g.name)
-        return None
+        destinations = {
+            spec.admin_secret_arn: admin.appliances,
+            spec.partition_secret_arn: partition.appliances,
+        }
+        return appl.GroupSecrets(admin.password, admin.domain, partition.password), destinations
 
     def _targets(
         self,
@@ -582,7 +532,7 @@ class Engine:
         *,
         previous: GroupSpec | None,
         fingerprints: Mapping[str, str],
-        destroying: bool,
+        destroying: bool = False,
     ) -> list[_Target]:
         targets: list[_Target] = []
         seen: set[str] = set()
@@ -602,7 +552,7 @@ class Engine:
             )
             targets.append(_Target(a, goal, skip_unnamed=destroying))
         leaving = [(a, destroying) for a in (previous.appliances if previous is not None else ())]
-        leaving += [(a, True) for a in _member_appliances(_document_of(existing))]
+        leaving += [(a, True) for a in _member_appliances(find_document(existing, spec.parameter_path))]
         for a, skip_unnamed in leaving:
             if a.host_identity in seen:
                 continue
@@ -662,6 +612,7 @@ class Engine:
         report = ApplianceReport(host=a.host, leaving=not goal.present)
         started = time.monotonic()
         lock = threading.Lock()
+        records = run.records or self._records(run.physical_id)
 
         def count(record: CommandRecord) -> None:
             with lock:
@@ -685,42 +636,50 @@ class Engine:
                 observed = appl.observe(shell, goal.token)
                 report.observed = observed
                 step = "read partition record"
-                goal, record = self._with_claim(goal, observed, run.physical_id)
+                goal, record = records.goal_with_records(goal, observed)
                 step = "plan"
                 report.planned = plan_appliance(goal, observed)
                 serials = dict(observed.partitions)
+                hsm_serial = observed.hsm_serial or ""
                 if run.apply and record is not None and record.serial is None and goal.partition in serials:
                     # created by a run that stopped before it recorded the serial: record it now
-                    self._record(record, state="created", serial=serials[goal.partition], host=a.host)
+                    records.record_partition(
+                        a.host, hsm_serial, goal.partition, state="created", serial=serials[goal.partition]
+                    )
                 if run.apply and report.planned:
-                    if run.secrets is None and any(s.action in _NEEDS_SECRETS for s in report.planned):
-                        raise ApplianceError(
-                            a.host, step, "the plan needs the admin secret, which was not read"
-                        )
-                    if any(s.action in _NEEDS_SECRETS for s in report.planned):
-                        for arn, allowed in run.destinations.items():
-                            check_destination(arn, allowed, a.host, a.fingerprint, step)
+                    self._check_step_secrets(a, report.planned, run, step)
                     self.progress(a.host, f"{len(report.planned)} step(s) to run")
                     step = "apply"
-                    hsm_serial = observed.hsm_serial or ""
+
+                    def before(next_step: Step, done: Sequence[Step]) -> None:
+                        if run.guard is not None:
+                            run.guard.check(a.host, a.fingerprint, shell, next_step, done)
+                        records.before_step(a.host, next_step, hsm_serial)
+
+                    def after(done_step: Step) -> None:
+                        records.after_step(done_step, hsm_serial)
+                        self.progress(a.host, f"done: {done_step}")
+
                     report.done = appl.apply_steps(
                         shell,
                         report.planned,
                         secrets=run.secrets or appl.GroupSecrets("", "", ""),
                         certificates=run.certificates,
                         deadline=run.deadline,
-                        on_step=lambda done: self._after_step(a.host, done, hsm_serial),
-                        before_step=lambda next_step, done: self._before_step(
-                            a, shell, next_step, done, run, hsm_serial
-                        ),
-                        record=lambda s: self._record_step(a.host, s, run.physical_id, hsm_serial, serials),
+                        on_step=after,
+                        before_step=before,
+                        record=lambda s: records.record_step(a.host, s, hsm_serial, serials),
                     )
                     if any(s.action is Action.PARTITION_CREATE for s in report.done):
                         step = "read partition serial"
                         serials = appl.read_partition_serials(shell)
-                        created = PartitionRecord(hsm_serial, goal.partition, run.physical_id, "created")
-                        serial = serials.get(goal.partition)
-                        self._record(created, state="created", serial=serial, host=a.host)
+                        records.record_partition(
+                            a.host,
+                            hsm_serial,
+                            goal.partition,
+                            state="created",
+                            serial=serials.get(goal.partition),
+                        )
                 report.partition_serial = serials.get(goal.partition)
                 if goal.present:
                     step = "download server.pem"
@@ -737,80 +696,22 @@ class Engine:
         report.seconds = time.monotonic() - started
         return report
 
+    @staticmethod
+    def _check_step_secrets(a: ApplianceSpec, planned: Sequence[Step], run: _Run, step: str) -> None:
+        """A plan that sends the admin or partition secret: it was read, and it names this appliance."""
+        if not any(s.action in _NEEDS_SECRETS for s in planned):
+            return
+        if run.secrets is None:
+            raise ApplianceError(a.host, step, "the plan needs the admin secret, which was not read")
+        for arn, allowed in run.destinations.items():
+            check_destination(arn, allowed, a.host, a.fingerprint, step)
+
     def _may_reach(self, a: ApplianceSpec) -> bool:
         try:
             creds = self.secrets.manager_credentials(a.manager_secret_arn)
         except SecretError:
             return False
         return a.fingerprint in creds.appliances
-
-    def _with_claim(
-        self, goal: ApplianceGoal, observed: ApplianceState, physical_id: str
-    ) -> tuple[ApplianceGoal, PartitionRecord | None]:
-        """The goal with what the coordination records say of its partition on this HSM."""
-        if observed.hsm_serial is None or observed.zeroized:
-            return goal, None
-        leftovers = self.coordinator.uploads(observed.hsm_serial)
-        goal = replace(goal, leftover_files=leftovers) if leftovers else goal
-        record = self.coordinator.partition_record(observed.hsm_serial, goal.partition)
-        if record is None or not record.belongs_to(physical_id, observed.partitions.get(goal.partition)):
-            return goal, None
-        claim = PartitionClaim.ADOPTED if record.state == "adopted" else PartitionClaim.CREATED
-        return replace(goal, claim=claim), record
-
-    def _before_step(
-        self,
-        a: ApplianceSpec,
-        shell: LunaShell,
-        step: Step,
-        done: Sequence[Step],
-        run: _Run,
-        hsm_serial: str,
-    ) -> None:
-        if run.guard is not None:
-            run.guard.check(a.host, a.fingerprint, shell, step, done)
-        if step.action is Action.UPLOAD_CERT and hsm_serial:
-            self.coordinator.add_upload(hsm_serial, uploaded_file(step.target))
-        if step.action is Action.PARTITION_CREATE:
-            # Ownership is recorded before the act: a run that dies right after `partition create`
-            # still knows the partition is this resource's.
-            if not hsm_serial:
-                raise ApplianceError(
-                    a.host, str(step), "the HSM serial could not be read, so ownership cannot be recorded"
-                )
-            self._record(
-                PartitionRecord(hsm_serial, step.target, run.physical_id, "creating"),
-                state="creating",
-                serial=None,
-                host=a.host,
-            )
-
-    def _after_step(self, host: str, step: Step, hsm_serial: str) -> None:
-        if step.action is Action.FILE_DELETE and hsm_serial:
-            self.coordinator.remove_upload(hsm_serial, step.target)
-        self.progress(host, f"done: {step}")
-
-    def _record_step(
-        self, host: str, step: Step, physical_id: str, hsm_serial: str, serials: Mapping[str, str]
-    ) -> None:
-        if step.action in (Action.ADOPT_PARTITION, Action.RETAIN_PARTITION):
-            state = "adopted" if step.action is Action.ADOPT_PARTITION else "retained"
-            record = PartitionRecord(hsm_serial, step.target, physical_id, "adopted")
-            self._record(record, state=state, serial=serials.get(step.target), host=host)
-        elif step.action is Action.FORGET_PARTITION and hsm_serial:
-            self.coordinator.forget_partition(hsm_serial, step.target, owner=physical_id)
-
-    def _record(self, record: PartitionRecord, *, state: str, serial: str | None, host: str) -> None:
-        updated = replace(record, state=state, serial=serial)  # type: ignore[arg-type]
-        if not updated.hsm_serial:
-            raise ApplianceError(host, f"record partition {record.name}", "the HSM serial is unknown")
-        if not self.coordinator.record_partition(updated):
-            raise ApplianceError(
-                host,
-                f"record partition {record.name}",
-                "another resource has recorded this partition as its own (it created or adopted it; "
-                "a partition serves one resource); nothing was changed",
-            )
 
     # -- results ---------------------------------------------------------------------------
     def _document(
@@ -843,14 +744,18 @@ class Engine:
         )
 
 
-def _document_of(existing: Mapping[str, Parameter]) -> GroupDocument | None:
-    for name, parameter in existing.items():
-        if name.endswith("/group"):
-            try:
-                return GroupDocument.from_json(parameter.value)
-            except (ValueError, KeyError, TypeError):
-                return None
-    return None
+def _desired(
+    spec: GroupSpec,
+    document: GroupDocument,
+    reports: Sequence[ApplianceReport],
+    generations: Sequence[Generation],
+) -> dict[str, Parameter]:
+    """Every parameter apply publishes after this run's reports."""
+    server_certs = {r.host: r.server_cert or "" for r in reports if not r.leaving}
+    by_client: dict[str, dict[str, tuple[str, str]]] = {}
+    for g in generations:
+        by_client.setdefault(g.client, {})[g.name] = (g.cert_pem, g.key_pem)
+    return build_layout(spec.parameter_path, document, server_certs, by_client)
 
 
 def _rebased(parameters: Mapping[str, Parameter], old_path: str, new_path: str) -> dict[str, Parameter]:
@@ -876,7 +781,7 @@ def _member_appliances(document: GroupDocument | None) -> list[ApplianceSpec]:
     return found
 
 
-def _data(spec: GroupSpec, document: GroupDocument, generations: Sequence[Generation]) -> dict[str, str]:
+def _data(spec: GroupSpec, document: GroupDocument) -> dict[str, str]:
     current = document.clients
     return {
         "GroupLabel": spec.group_label,

@@ -176,6 +176,8 @@ class ParameterPlan:
 
     puts: tuple[Parameter, ...] = ()
     deletes: tuple[str, ...] = ()
+    #: The KMS key the SecureString puts are encrypted under; None: the account's default key.
+    kms_key_id: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -379,10 +381,14 @@ def kms_key_changed(
     """Whether secure parameters must be rewritten because the KMS key differs from the published one.
 
     Parameter Store does not return a SecureString's key on read, so the published group document's
-    ``kms_key_id`` is the record of it. No (readable) published document: True, to be safe.
+    ``kms_key_id`` is the record of it. No (readable) published document: False. A secure parameter
+    without one was written by a run that had not published its document yet (client credentials
+    are published first, under that run's key); the fresh credentials of this very run are among
+    them and must not be written twice. If the key changed between two such runs, those keys stay
+    under the earlier one until they are rewritten (a rotation).
     """
     published = find_document(existing, path)
-    return published is None or published.kms_key_id != document.kms_key_id
+    return published is not None and published.kms_key_id != document.kms_key_id
 
 
 # --- plan ----------------------------------------------------------------------------------------
@@ -403,6 +409,7 @@ def plan_parameters(
     *,
     rewrite_secure: bool,
     path: str | None = None,
+    kms_key_id: str | None = None,
 ) -> ParameterPlan:
     """The puts and deletes that turn ``existing`` into ``desired``; empty when nothing differs.
 
@@ -448,4 +455,4 @@ def plan_parameters(
 
     deletes = [name for name in existing if name not in desired and (path is None or _below(name, path))]
     deletes.sort(key=lambda name: (_put_rank(name), name))
-    return ParameterPlan(puts=tuple(puts), deletes=tuple(deletes))
+    return ParameterPlan(puts=tuple(puts), deletes=tuple(deletes), kms_key_id=kms_key_id)

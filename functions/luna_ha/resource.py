@@ -29,7 +29,7 @@ ID_PREFIX = "luna-ha"
 MAX_REASON = 250
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
-EngineFactory = Callable[[GroupSpec], Engine]
+EngineFactory = Callable[[], Engine]
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class GroupResource:
     def create(self, event: Mapping[str, Any], remaining_seconds: float) -> ResourceResult:
         physical_id = physical_id_for(event)
         spec = self._parse(event.get("ResourceProperties") or {})
-        report = self.engine_factory(spec).apply(spec, physical_id, deadline=self.deadline(remaining_seconds))
+        report = self.engine_factory().apply(spec, physical_id, deadline=self.deadline(remaining_seconds))
         return ResourceResult(physical_id, report.data, report)
 
     def update(self, event: Mapping[str, Any], remaining_seconds: float) -> ResourceResult:
@@ -116,7 +116,7 @@ class GroupResource:
             # deletes the old id afterwards, which removes what the old one owns.
             physical_id = physical_id_for(event)
             previous = None
-        report = self.engine_factory(spec).apply(
+        report = self.engine_factory().apply(
             spec, physical_id, previous=previous, deadline=self.deadline(remaining_seconds)
         )
         return ResourceResult(physical_id, report.data, report)
@@ -138,7 +138,7 @@ class GroupResource:
             )
         if spec is None:
             return self._delete_unparsed(properties, physical_id, remaining_seconds, target)
-        report = self.engine_factory(spec).destroy(spec, target, deadline=self.deadline(remaining_seconds))
+        report = self.engine_factory().destroy(spec, target, deadline=self.deadline(remaining_seconds))
         return ResourceResult(physical_id, {}, report)
 
     def _delete_unparsed(
@@ -151,8 +151,7 @@ class GroupResource:
         if path is None:
             log.info("Delete with invalid properties and no usable ParameterPath: nothing to find")
             return ResourceResult(physical_id)
-        bare = GroupSpec("", _partition_of(properties), "", "", (), parameter_path=path)
-        engine = self.engine_factory(bare)
+        engine = self.engine_factory()
         try:
             report = engine.destroy_published(path, target, deadline=self.deadline(remaining_seconds))
         except StoreError as exc:  # e.g. a path outside what the function may read: never stick

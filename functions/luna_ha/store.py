@@ -45,9 +45,8 @@ def _code(exc: Exception) -> str:
 class ParameterStore:
     """SSM Parameter Store for one run. ``calls`` counts the API calls made (for benchmarks)."""
 
-    def __init__(self, client: SSMClient, kms_key_id: str | None = None) -> None:
+    def __init__(self, client: SSMClient) -> None:
         self._client = client
-        self.kms_key_id = kms_key_id
         self.calls = 0
         self._count_lock = threading.Lock()
 
@@ -108,7 +107,7 @@ class ParameterStore:
         """
         changed = 0
         for wave in plan.put_waves():
-            changed += len(_together([partial(self._put, p) for p in wave]))
+            changed += len(_together([partial(self._put, p, kms_key_id=plan.kms_key_id) for p in wave]))
         for names in plan.delete_waves():
             batches = [
                 list(names[start : start + DELETE_BATCH]) for start in range(0, len(names), DELETE_BATCH)
@@ -116,15 +115,16 @@ class ParameterStore:
             changed += sum(_together([partial(self._delete, b) for b in batches]))
         return changed
 
-    def create(self, parameter: Parameter) -> bool:
-        """Write ``parameter`` only if it does not exist yet; False when another writer was first.
+    def create(self, parameter: Parameter, *, kms_key_id: str | None = None) -> bool:
+        """Write ``parameter`` (a SecureString under ``kms_key_id``) only if it does not exist yet;
+        False when another writer was first.
 
         Two runs generating the same client generation at once (a duplicated event) thus agree
         on one key: the loser reads the winner's.
         """
-        return self._put(parameter, overwrite=False)
+        return self._put(parameter, kms_key_id=kms_key_id, overwrite=False)
 
-    def _put(self, parameter: Parameter, *, overwrite: bool = True) -> bool:
+    def _put(self, parameter: Parameter, *, kms_key_id: str | None, overwrite: bool = True) -> bool:
         size = len(parameter.value.encode("utf-8"))
         request: PutParameterRequestTypeDef = {
             "Name": parameter.name,
@@ -133,8 +133,8 @@ class ParameterStore:
             "Overwrite": overwrite,
             "Tier": "Advanced" if size > STANDARD_TIER_MAX_BYTES else "Standard",
         }
-        if parameter.secure and self.kms_key_id:
-            request["KeyId"] = self.kms_key_id
+        if parameter.secure and kms_key_id:
+            request["KeyId"] = kms_key_id
         if parameter.expires is not None:
             at = parameter.expires.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
             expiration = {"Type": "Expiration", "Version": "1.0", "Attributes": {"Timestamp": at}}

@@ -84,9 +84,7 @@ class Lab:
     def engine(self, spec: GroupSpec | None = None) -> Engine:
         return Engine(
             secrets=SecretReader(boto3.client("secretsmanager", region_name=REGION)),
-            store=ParameterStore(
-                boto3.client("ssm", region_name=REGION), kms_key_id=spec.kms_key_id if spec else None
-            ),
+            store=ParameterStore(boto3.client("ssm", region_name=REGION)),
             coordinator=self.coordinator(),
             progress=lambda host, message: self.progress.append(f"[{host}] {message}"),
         )

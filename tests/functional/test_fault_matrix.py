@@ -768,7 +768,7 @@ def test_fault_through_the_handler(case: Case, aws_env: None, monkeypatch: pytes
         other = parse_properties(
             group_properties(world.appliances, PartitionName="orders", GroupLabel="orders-ha")
         )
-        assert compose.build_engine(other).apply(other, OTHER_ID).ok
+        assert compose.build_engine().apply(other, OTHER_ID).ok
         add_legacy_registration(world.appliances)
         cfn, logical = world.cfn, "Group"
         create = cfn.create_event(logical, world.props(op, op.setup[0] if op.setup else op.rotation))
@@ -818,7 +818,7 @@ def test_fault_through_the_handler(case: Case, aws_env: None, monkeypatch: pytes
         assert rerun.status == "SUCCESS", rerun.describe()
 
         spec = parse_properties(current)
-        assert_converged(world.appliances, compose.build_engine(spec), spec, physical_id, op)
+        assert_converged(world.appliances, compose.build_engine(), spec, physical_id, op)
         assert others(world.appliances, token) == before
         assert_untouched_by_mutations(world.appliances, marks, foreign_names(before))
         assert_hsms_safe(world.appliances, None)

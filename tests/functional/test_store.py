@@ -68,13 +68,15 @@ def layout(
     )
 
 
-def publish(store: ParameterStore, desired: dict[str, Parameter], path: str = PATH) -> int:
+def publish(
+    store: ParameterStore, desired: dict[str, Parameter], path: str = PATH, kms_key_id: str | None = None
+) -> int:
     existing = store.read(path)
-    return store.apply(plan_parameters(desired, existing, rewrite_secure=False))
+    return store.apply(plan_parameters(desired, existing, rewrite_secure=False, kms_key_id=kms_key_id))
 
 
 def test_published_parameters_read_back_identically(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     desired = layout()
 
     assert publish(store, desired) == len(desired)
@@ -83,7 +85,7 @@ def test_published_parameters_read_back_identically(ssm: Any) -> None:
 
 
 def test_a_second_publish_of_the_same_layout_writes_nothing(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     publish(store, layout())
     versions = {
         p["Name"]: p["Version"] for p in ssm.get_parameters_by_path(Path=PATH, Recursive=True)["Parameters"]
@@ -102,8 +104,8 @@ def test_a_second_publish_of_the_same_layout_writes_nothing(ssm: Any) -> None:
 
 
 def test_private_keys_are_secure_strings_under_the_given_kms_key(ssm: Any, kms_key_id: str) -> None:
-    store = ParameterStore(ssm, kms_key_id=kms_key_id)
-    publish(store, layout(kms=kms_key_id))
+    store = ParameterStore(ssm)
+    publish(store, layout(kms=kms_key_id), kms_key_id=kms_key_id)
 
     key_name = f"{PATH}/clients/c0/c0-3f2a1c-r0/key"
     described = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [key_name]}])[
@@ -117,7 +119,7 @@ def test_private_keys_are_secure_strings_under_the_given_kms_key(ssm: Any, kms_k
 
 
 def test_without_a_kms_key_id_secure_strings_use_the_account_default(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     publish(store, layout())
 
     key_name = f"{PATH}/clients/c0/c0-3f2a1c-r0/key"
@@ -129,13 +131,14 @@ def test_without_a_kms_key_id_secure_strings_use_the_account_default(ssm: Any) -
 
 
 def test_changing_the_kms_key_rewrites_the_keys_under_the_new_key(ssm: Any, kms_key_id: str) -> None:
-    publish(ParameterStore(ssm, kms_key_id=None), layout())
-    store = ParameterStore(ssm, kms_key_id=kms_key_id)
+    publish(ParameterStore(ssm), layout())
+    store = ParameterStore(ssm)
     desired = layout(kms=kms_key_id)
     existing = store.read(PATH)
     doc = GroupDocument.from_json(desired[f"{PATH}/group"].value)
 
-    store.apply(plan_parameters(desired, existing, rewrite_secure=kms_key_changed(existing, doc)))
+    rewrite = kms_key_changed(existing, doc)
+    store.apply(plan_parameters(desired, existing, rewrite_secure=rewrite, kms_key_id=kms_key_id))
 
     key_name = f"{PATH}/clients/c0/c0-3f2a1c-r0/key"
     described = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [key_name]}])[
@@ -145,7 +148,7 @@ def test_changing_the_kms_key_rewrites_the_keys_under_the_new_key(ssm: Any, kms_
 
 
 def test_read_follows_pagination_beyond_ten_parameters(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     desired = layout(clients=8)  # group + 2 servers + 8 x (current, cert, key) = 27
     publish(store, desired)
 
@@ -155,7 +158,7 @@ def test_read_follows_pagination_beyond_ten_parameters(ssm: Any) -> None:
 
 
 def test_read_returns_only_names_below_the_path_not_a_prefix_sibling(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     publish(store, layout("/luna-ha/orders"), "/luna-ha/orders")
     publish(store, layout("/luna-ha/orders2"), "/luna-ha/orders2")
     ssm.put_parameter(Name="/luna-ha/ordersx", Value="v", Type="String")
@@ -164,7 +167,7 @@ def test_read_returns_only_names_below_the_path_not_a_prefix_sibling(ssm: Any) -
 
 
 def test_delete_removes_everything_in_batches_of_ten(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     desired = layout(clients=8)
     publish(store, desired)
     existing = store.read(PATH)
@@ -179,7 +182,7 @@ def test_delete_removes_everything_in_batches_of_ten(ssm: Any) -> None:
 
 
 def test_delete_of_a_path_leaves_a_prefix_sibling_alone(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     publish(store, layout("/luna-ha/orders"), "/luna-ha/orders")
     sibling = layout("/luna-ha/orders2")
     publish(store, sibling, "/luna-ha/orders2")
@@ -192,13 +195,13 @@ def test_delete_of_a_path_leaves_a_prefix_sibling_alone(ssm: Any) -> None:
 
 
 def test_deleting_names_that_are_already_gone_succeeds(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
 
     assert store.apply(ParameterPlan(deletes=(f"{PATH}/group", f"{PATH}/servers/x/cert"))) == 0
 
 
 def test_a_value_over_4096_bytes_goes_to_the_advanced_tier(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     big = Parameter(f"{PATH}/servers/big/cert", "x" * 4097)
     small = Parameter(f"{PATH}/servers/small/cert", "x" * 4096)
 
@@ -234,7 +237,7 @@ def record_calls(ssm: Any, seconds: float = 0.02) -> list[tuple[str, float, floa
 
 
 def test_a_wave_is_written_at_once_and_each_wave_only_after_the_one_before(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     publish(store, layout(clients=1))
     desired = layout(clients=6)  # five new clients: 10 certificates and keys, 6 pointers, the group
     calls = record_calls(ssm)
@@ -258,7 +261,7 @@ def test_a_wave_is_written_at_once_and_each_wave_only_after_the_one_before(ssm: 
 
 
 def test_when_a_write_of_a_wave_fails_the_next_waves_are_not_written(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     desired = layout(clients=3)
     ok = list(plan_parameters(desired, {}, rewrite_secure=False).put_waves()[1])
     bad = Parameter("/aws/reserved/cert", "CERT")  # a name the service refuses
@@ -273,7 +276,7 @@ def test_when_a_write_of_a_wave_fails_the_next_waves_are_not_written(ssm: Any) -
 
 
 def test_a_parameter_that_expires_carries_an_expiration_policy_in_the_advanced_tier(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
 
     store.apply(ParameterPlan(puts=(Parameter(f"{PATH}/deleting", "x", expires=at),)))
@@ -316,7 +319,7 @@ def throttle(client: Any, names: list[str]) -> list[str]:
 
 def test_throttled_writes_of_a_wave_are_retried_by_the_engines_client(aws: None) -> None:
     client = compose.ssm_client()
-    store = ParameterStore(client, kms_key_id=None)
+    store = ParameterStore(client)
     desired = layout(clients=6)
     names = [n for n in desired if "/clients/c" in n][:6]  # in the wave of certificates and keys
     throttled = throttle(client, names)
@@ -329,7 +332,7 @@ def test_throttled_writes_of_a_wave_are_retried_by_the_engines_client(aws: None)
 
 def test_a_client_without_retries_would_fail_on_the_same_throttling(aws: None) -> None:
     client = boto3.client("ssm", config=Config(retries={"mode": "standard", "max_attempts": 1}))
-    store = ParameterStore(client, kms_key_id=None)
+    store = ParameterStore(client)
     desired = layout(clients=6)
     throttle(client, [n for n in desired if "/clients/c" in n][:6])
 
@@ -338,7 +341,7 @@ def test_a_client_without_retries_would_fail_on_the_same_throttling(aws: None) -
 
 
 def test_a_rejected_write_names_the_parameter_and_code_but_not_the_value(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     bad = Parameter("/aws/reserved/key", KEY_PEM, secure=True)
 
     with pytest.raises(StoreError) as caught:
@@ -351,7 +354,7 @@ def test_a_rejected_write_names_the_parameter_and_code_but_not_the_value(ssm: An
 
 
 def test_a_validation_error_quoting_the_value_is_not_repeated(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     name = f"{PATH}/clients/c0/g/key"
     with Stubber(ssm) as stub:
         stub.add_client_error(
@@ -368,7 +371,7 @@ def test_a_validation_error_quoting_the_value_is_not_repeated(ssm: Any) -> None:
 
 
 def test_a_failed_read_names_the_path_and_code(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     with Stubber(ssm) as stub:
         stub.add_client_error("get_parameters_by_path", service_error_code="AccessDeniedException")
         with pytest.raises(StoreError, match=f"{PATH}: AccessDeniedException"):
@@ -376,7 +379,7 @@ def test_a_failed_read_names_the_path_and_code(ssm: Any) -> None:
 
 
 def test_a_failed_delete_names_the_parameters_and_code(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     with Stubber(ssm) as stub:
         stub.add_client_error("delete_parameters", service_error_code="ThrottlingException")
         with pytest.raises(StoreError, match=f"{PATH}/group: ThrottlingException"):
@@ -384,7 +387,7 @@ def test_a_failed_delete_names_the_parameters_and_code(ssm: Any) -> None:
 
 
 def test_calls_counts_every_api_call_also_when_calls_run_at_once(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     desired = layout(clients=8)  # 27 parameters, 18 of them in the first wave
 
     publish(store, desired)
@@ -393,7 +396,7 @@ def test_calls_counts_every_api_call_also_when_calls_run_at_once(ssm: Any) -> No
 
 
 def test_get_reads_one_parameter_and_none_when_absent(ssm: Any) -> None:
-    store = ParameterStore(ssm, kms_key_id=None)
+    store = ParameterStore(ssm)
     publish(store, layout())
     key = next(p for p in layout().values() if p.secure)
 

@@ -94,7 +94,7 @@ def test_a_delete_that_does_not_parse_looks_for_its_group_document_where_the_pro
 ) -> None:
     engine = PathReader()
 
-    outcome = GroupResource(lambda spec: engine).delete(delete_event(**props), 300.0)  # type: ignore[arg-type,return-value]
+    outcome = GroupResource(lambda: engine).delete(delete_event(**props), 300.0)  # type: ignore[arg-type,return-value]
 
     assert engine.paths == ([path] if path else [])
     assert outcome.physical_id == "luna-ha/p/Group/payments/1" and outcome.report is None
@@ -103,6 +103,6 @@ def test_a_delete_that_does_not_parse_looks_for_its_group_document_where_the_pro
 def test_a_delete_that_does_not_parse_and_cannot_read_its_path_still_succeeds() -> None:
     engine = PathReader(fail=True)
 
-    outcome = GroupResource(lambda spec: engine).delete(delete_event(Unknown="x"), 300.0)  # type: ignore[arg-type,return-value]
+    outcome = GroupResource(lambda: engine).delete(delete_event(Unknown="x"), 300.0)  # type: ignore[arg-type,return-value]
 
     assert engine.paths == ["/luna-ha/payments"] and outcome.report is None
