@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from luna_ha.errors import ApplianceError, ZeroizationGuard
 from luna_ha.ownership import RegistrationName, parse_registration
+from luna_ha.software import Channel, Software
 
 ALL_LOGIN_ATTEMPTS = 3
 
@@ -21,8 +22,14 @@ class Action(StrEnum):
     HSM_INIT = "hsm init"
     REGEN_CERT = "sysconf regenCert"
     NTLS_BIND = "ntls bind"
+    NTLS_RESTART = "service restart ntls"  # 7.x: a new certificate or binding is served after it
     HSM_LOGIN = "hsm login"
     PARTITION_CREATE = "partition create"
+    # 7.x: a partition is created uninitialized; then its label, Partition SO and cloning domain,
+    # then its Crypto Officer, whose first password expires at once (HSM policy 21) and is changed.
+    PARTITION_INIT = "partition init"
+    CO_INIT = "partition init co"
+    CO_CHANGE = "change crypto officer password"
     UPLOAD_CERT = "upload certificate"
     CLIENT_REGISTER = "client register"
     FILE_DELETE = "my file delete"  # target: a file name in the appliance's home directory
@@ -52,10 +59,22 @@ class Step:
     action: Action
     target: str = ""  # the partition or registration name the step acts on
     partition: str = ""  # for assignments and revocations: the partition given to/taken from ``target``
+    via: Channel = Channel.LUNASH  # REST for the 7.x steps lunash cannot do on that version
 
     def __str__(self) -> str:
         text = f"{self.action.value} {self.target}".strip()
-        return f"{text} -partition {self.partition}" if self.partition else text
+        text = f"{text} -partition {self.partition}" if self.partition else text
+        return f"{text} (REST)" if self.via is Channel.REST else text
+
+
+@dataclass(frozen=True)
+class PartitionRoles:
+    """A 7.x partition's initialization and its Crypto Officer, as the appliance reports them."""
+
+    initialized: bool
+    co_initialized: bool = False
+    co_password_expired: bool = False  # policy 21: the password set at initialization must change
+    co_locked_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,13 @@ class ApplianceState:
     partitions: Mapping[str, str] = field(default_factory=dict)  # name -> serial
     clients: tuple[str, ...] = ()  # every registered client name
     registrations: Mapping[str, Registration] = field(default_factory=dict)  # details of the owned ones
+    software: Software | None = None  # None: hsm show printed no version (a 5.x/6.x appliance)
+    # 7.x: the goal's partition initialization and Crypto Officer, by partition name
+    roles: Mapping[str, PartitionRoles] = field(default_factory=dict)
+
+    @property
+    def luna7(self) -> bool:
+        return self.software is not None and self.software.luna7
 
 
 @dataclass(frozen=True)
@@ -144,6 +170,7 @@ def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step,
     partition = goal.partition
     initialized_now = False
 
+    luna7 = observed.luna7
     if goal.present:
         if observed.zeroized:
             if not goal.initialize:
@@ -153,18 +180,17 @@ def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step,
                     "the HSM is zeroized (not initialized); "
                     "set Initialize: true and HsmLabel to initialize it",
                 )
-            steps += [
-                Step(Action.HSM_INIT, goal.hsm_label or ""),
-                Step(Action.REGEN_CERT),
-                Step(Action.NTLS_BIND),
-            ]
+            steps += [Step(Action.HSM_INIT, goal.hsm_label or ""), *_server_certificate(luna7)]
             initialized_now = True
         elif init_pending(goal, observed):
-            steps += [Step(Action.REGEN_CERT), Step(Action.NTLS_BIND)]
+            steps += _server_certificate(luna7)
         has_partition = partition in observed.partitions and not initialized_now
         if not has_partition:
             steps.append(Step(Action.HSM_LOGIN))
             steps.append(Step(Action.PARTITION_CREATE, partition))
+            if luna7:
+                fresh = PartitionRoles(initialized=False)
+                steps += _partition_roles(goal, observed, fresh, created_now=True, logged_in=True)
         elif goal.claim is PartitionClaim.NONE:
             if not goal.adopt:
                 raise ApplianceError(
@@ -176,6 +202,9 @@ def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step,
                     "choose another PartitionName",
                 )
             steps.append(Step(Action.ADOPT_PARTITION, partition))
+        if has_partition and luna7:
+            logged_in = any(s.action is Action.HSM_LOGIN for s in steps)
+            steps += _partition_roles(goal, observed, observed.roles.get(partition), logged_in=logged_in)
         for name, fingerprint in sorted(goal.registrations.items()):
             current = None if initialized_now else observed.registrations.get(name)
             if current is not None and current.fingerprint is not None and current.fingerprint != fingerprint:
@@ -225,6 +254,63 @@ def plan_appliance(goal: ApplianceGoal, observed: ApplianceState) -> tuple[Step,
     if any(step.action is Action.HSM_LOGIN for step in steps) and not initialized_now:
         check_login_allowed(goal.host, observed)
     return tuple(steps)
+
+
+def _server_certificate(luna7: bool) -> list[Step]:
+    steps = [Step(Action.REGEN_CERT), Step(Action.NTLS_BIND)]
+    return [*steps, Step(Action.NTLS_RESTART)] if luna7 else steps
+
+
+def _partition_roles(
+    goal: ApplianceGoal,
+    observed: ApplianceState,
+    roles: PartitionRoles | None,
+    *,
+    created_now: bool = False,
+    logged_in: bool = False,
+) -> list[Step]:
+    """The 7.x steps still missing between `partition create` and a partition members can use.
+
+    Initializing an initialized partition erases it, so a step is planned only from what the
+    appliance shows, and only on a partition this resource created: someone else's partition
+    (adopted) must already be initialized, with a Crypto Officer whose password works.
+    """
+    partition = goal.partition
+    if roles is None:
+        raise ApplianceError(
+            goal.host, "observe", f"the initialization of partition {partition} could not be read"
+        )
+    if roles.co_locked_out:
+        raise ApplianceError(
+            goal.host,
+            "partition init co",
+            f"the Crypto Officer of partition {partition} is locked out (too many wrong passwords); "
+            "reset it on the appliance, then re-run",
+        )
+    missing = [
+        action
+        for action, needed in (
+            (Action.PARTITION_INIT, not roles.initialized),
+            (Action.CO_INIT, not roles.co_initialized),
+            (Action.CO_CHANGE, not roles.co_initialized or roles.co_password_expired),
+        )
+        if needed
+    ]
+    if missing and not created_now and goal.claim is not PartitionClaim.CREATED:
+        raise ApplianceError(
+            goal.host,
+            missing[0].value,
+            f"partition {partition} was not created by this resource and is not ready to use "
+            f"({missing[0].value} is still to be done); finish it on the appliance, then re-run",
+        )
+    channel = observed.software.partition_init_channel if observed.software else Channel.REST
+    steps = []
+    if Action.PARTITION_INIT in missing and channel is Channel.LUNASH and not logged_in:
+        steps.append(Step(Action.HSM_LOGIN))
+    for action in missing:
+        via = Channel.REST if action is Action.CO_CHANGE else channel
+        steps.append(Step(action, partition, via=via))
+    return steps
 
 
 def _remove_registration(registration: Registration) -> list[Step]:

@@ -10,10 +10,12 @@ from luna_ha.planner import (
     ApplianceGoal,
     ApplianceState,
     PartitionClaim,
+    PartitionRoles,
     Registration,
     Step,
     plan_appliance,
 )
+from luna_ha.software import Software
 
 TOKEN = "3f2a1c"
 WEB0 = f"web-{TOKEN}-r0"
@@ -285,3 +287,85 @@ def test_the_record_of_a_partition_that_was_never_made_is_forgotten() -> None:
     # a run recorded `partition create`, then died before sending it
     steps = plan_appliance(goal(present=False), converged(partitions={}))
     assert actions(steps)[-1] == "forget partition payments"
+
+
+# --- Luna Network HSM 7 --------------------------------------------------------------------------
+
+LUNA_78 = Software.parse("7.8.5-20")
+LUNA_72 = Software.parse("7.2.0-220")
+READY = PartitionRoles(initialized=True, co_initialized=True)
+
+
+def state7(software: Software | None = LUNA_78, **overrides: object) -> ApplianceState:
+    return state(software=software, **overrides)
+
+
+def converged7(**overrides: object) -> ApplianceState:
+    values: dict[str, object] = {"roles": {"payments": READY}}
+    values.update(overrides)
+    return converged(software=LUNA_78, partitions={"payments": "1582775433934"}, **values)
+
+
+def test_luna7_partition_is_created_initialized_and_its_crypto_officer_made_ready_by_lunash() -> None:
+    assert actions(plan_appliance(goal(), state7()))[:5] == [
+        "hsm login",
+        "partition create payments",
+        "partition init payments",
+        "partition init co payments",
+        "change crypto officer password payments (REST)",
+    ]
+
+
+def test_before_7_8_1_the_partition_is_initialized_over_rest() -> None:
+    assert actions(plan_appliance(goal(), state7(LUNA_72)))[:5] == [
+        "hsm login",
+        "partition create payments",
+        "partition init payments (REST)",
+        "partition init co payments (REST)",
+        "change crypto officer password payments (REST)",
+    ]
+
+
+def test_luna7_converged_appliance_needs_nothing() -> None:
+    assert plan_appliance(goal(), converged7()) == ()
+
+
+def test_a_run_killed_after_partition_create_initializes_without_creating_again() -> None:
+    observed = converged7(roles={"payments": PartitionRoles(initialized=False)})
+    assert actions(plan_appliance(goal(), observed)) == [
+        "hsm login",
+        "partition init payments",
+        "partition init co payments",
+        "change crypto officer password payments (REST)",
+    ]
+
+
+def test_a_run_killed_between_crypto_officer_init_and_its_password_change_only_changes_it() -> None:
+    expired = PartitionRoles(initialized=True, co_initialized=True, co_password_expired=True)
+    assert actions(plan_appliance(goal(), converged7(roles={"payments": expired}))) == [
+        "change crypto officer password payments (REST)"
+    ]
+
+
+def test_an_initialized_partition_is_never_initialized_again() -> None:
+    no_co = PartitionRoles(initialized=True)
+    steps = plan_appliance(goal(), converged7(roles={"payments": no_co}))
+    assert Action.PARTITION_INIT not in {s.action for s in steps}
+    assert actions(steps) == ["partition init co payments", "change crypto officer password payments (REST)"]
+
+
+def test_an_adopted_luna7_partition_must_be_ready_already() -> None:
+    observed = converged7(roles={"payments": PartitionRoles(initialized=False)})
+    with pytest.raises(ApplianceError, match="not created by this resource and is not ready"):
+        plan_appliance(goal(claim=PartitionClaim.ADOPTED), observed)
+
+
+def test_a_locked_out_crypto_officer_fails_the_appliance() -> None:
+    locked = PartitionRoles(initialized=True, co_initialized=True, co_locked_out=True)
+    with pytest.raises(ApplianceError, match="locked out"):
+        plan_appliance(goal(), converged7(roles={"payments": locked}))
+
+
+def test_luna7_initialization_restarts_ntls_after_the_new_certificate() -> None:
+    steps = actions(plan_appliance(goal(initialize=True, hsm_label="hsm-a"), state7(zeroized=True)))
+    assert steps[:4] == ["hsm init hsm-a", "sysconf regenCert", "ntls bind", "service restart ntls"]
