@@ -16,6 +16,8 @@ secret fields, and :class:`~luna_ha.errors.SecretError` names only the ARN, the 
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import re
 import threading
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
 
 APPLIANCES_KEY = "appliances"
+PARTITION_SO_KEY = "partitionSoPassword"
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}", re.ASCII)
 
 
@@ -53,16 +56,19 @@ class ManagerCredentials:
 
 @dataclass(frozen=True)
 class AdminSecret:
-    """HSM Admin (SO) password and the cloning domain."""
+    """HSM Admin (SO) password and the cloning domain; for Luna 7 also the Partition SO password
+    (each 7.x partition has its own SO; members never read this secret)."""
 
     password: str = field(repr=False)
     domain: str = field(repr=False)
     appliances: frozenset[str] = frozenset()
+    partition_so_password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
 class PartitionSecret:
-    """The partition password (the one secret ASG members may read)."""
+    """The partition password (the one secret ASG members may read): on Luna 7, the Crypto
+    Officer's."""
 
     password: str = field(repr=False)
     appliances: frozenset[str] = frozenset()
@@ -120,12 +126,13 @@ class SecretReader:
         )
 
     def admin_secret(self, arn: str) -> AdminSecret:
-        """``{"password", "domain"}``."""
+        """``{"password", "domain", "partitionSoPassword" (Luna 7 only), "appliances"}``."""
         data = self._read(arn)
         return AdminSecret(
             password=_required(data, arn, "password"),
             domain=_required(data, arn, "domain"),
             appliances=_appliances(data, arn),
+            partition_so_password=_optional(data, arn, PARTITION_SO_KEY),
         )
 
     def partition_secret(self, arn: str) -> PartitionSecret:
@@ -249,3 +256,17 @@ def _appliances(data: dict[str, Any], arn: str) -> frozenset[str]:
                 "'SHA256:' + 43 base64 characters (ssh-keygen -lf)"
             )
     return frozenset(value)
+
+
+def first_co_password(co_password: str, partition_serial: str) -> str:
+    """The password a 7.x Crypto Officer is initialized with, changed right after (HSM policy 21).
+
+    Derived from the final password and the partition, never stored: a run killed between the
+    Crypto Officer's initialization and its password change computes it again and finishes the
+    change. Letters, digits and punctuation, so that it meets the appliance's password rules.
+    """
+    digest = hmac.new(
+        co_password.encode(), f"luna-ha first CO password {partition_serial}".encode(), "sha256"
+    )
+    body = base64.b64encode(digest.digest()[:18], altchars=b"-_").decode()
+    return f"Co{body}7!"

@@ -41,6 +41,8 @@ DeletionPolicy = Literal["Retain", "Delete"]
 ExistingPartitionPolicy = Literal["Fail", "Adopt"]
 
 DEFAULT_PORT: Final = 22
+#: The Luna 7 REST service's port (the appliance's `webserver`).
+DEFAULT_REST_PORT: Final = 8443
 DEFAULT_PARAMETER_ROOT: Final = "/luna-ha"
 MAX_APPLIANCES: Final = 16
 MAX_CLIENTS: Final = 20
@@ -99,6 +101,10 @@ class ApplianceSpec:
     initialize: bool = False
     hsm_label: str | None = None
     legacy_algorithms: bool = False
+    #: Luna 7: the REST service's port and the SHA256 fingerprint of its TLS certificate (None: no
+    #: REST, which a Luna 7 appliance needs for its partition's Crypto Officer).
+    rest_port: int = DEFAULT_REST_PORT
+    rest_certificate_fingerprint: str | None = None
 
     @property
     def host_identity(self) -> str:
@@ -124,6 +130,9 @@ class ApplianceSpec:
         if self.hsm_label is not None:
             props["HsmLabel"] = self.hsm_label
         props["LegacyAlgorithms"] = self.legacy_algorithms
+        if self.rest_certificate_fingerprint is not None:
+            props["RestPort"] = self.rest_port
+            props["RestCertificateFingerprint"] = self.rest_certificate_fingerprint
         return props
 
 
@@ -235,6 +244,8 @@ _APPLIANCE_KEYS: Final = (
     "Initialize",
     "HsmLabel",
     "LegacyAlgorithms",
+    "RestPort",
+    "RestCertificateFingerprint",
 )
 _CLIENT_KEYS: Final = ("Name", "Rotation")
 
@@ -456,6 +467,27 @@ def _appliance(path: str, item: object) -> ApplianceSpec:
         raise SpecError(f"{path}.HsmLabel", "is required when Initialize is true")
     legacy_value = _optional(item, "LegacyAlgorithms")
     legacy = False if legacy_value is None else _boolean(f"{path}.LegacyAlgorithms", legacy_value)
+    rest_port_value = _optional(item, "RestPort")
+    rest_port = (
+        DEFAULT_REST_PORT
+        if rest_port_value is None
+        else _integer(f"{path}.RestPort", rest_port_value, 1, 65535)
+    )
+    rest_pin_value = _optional(item, "RestCertificateFingerprint")
+    rest_pin = (
+        None
+        if rest_pin_value is None
+        else _fingerprint(
+            f"{path}.RestCertificateFingerprint",
+            rest_pin_value,
+            "of the DER certificate; the README shows how",
+        )
+    )
+    if rest_port_value is not None and rest_pin is None:
+        raise SpecError(
+            f"{path}.RestCertificateFingerprint",
+            "is required with RestPort: the REST service's certificate is always verified",
+        )
 
     return ApplianceSpec(
         host,
@@ -466,6 +498,8 @@ def _appliance(path: str, item: object) -> ApplianceSpec:
         initialize=initialize,
         hsm_label=hsm_label,
         legacy_algorithms=legacy,
+        rest_port=rest_port,
+        rest_certificate_fingerprint=rest_pin,
     )
 
 
@@ -584,9 +618,9 @@ def _ssh_string(blob: bytes) -> bytes | None:
     return blob[4 : 4 + length]
 
 
-def _fingerprint(path: str, value: object) -> str:
+def _fingerprint(path: str, value: object, source: str = "ssh-keygen -lf") -> str:
     text = _string(path, value)
-    expected = "'SHA256:' and 43 base64 characters without padding (ssh-keygen -lf)"
+    expected = f"'SHA256:' and 43 base64 characters without padding ({source})"
     if _FINGERPRINT.fullmatch(text) is None:
         raise SpecError(path, f"expected {expected}; got {_show(text)}{_ascii_hint(text)}")
     digest = base64.b64decode(text[7:] + "=")
