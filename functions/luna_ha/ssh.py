@@ -17,7 +17,6 @@ import codecs
 import contextlib
 import hashlib
 import logging
-import re
 import socket
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -48,6 +47,7 @@ from luna_ha.lunash.dialect import (
     Outcome,
 )
 from luna_ha.lunash.parsers import CommandResult, known_outcome, parse_result
+from luna_ha.scp import MAX_DOWNLOAD_SIZE, ScpTransfer
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +58,10 @@ log = logging.getLogger(__name__)
 #: What one command's answer (or the login banner) may be, up to its prompt. `hsm show` is ~2 KiB;
 #: `client list` of an appliance with 10,000 clients ~400 KiB.
 MAX_COMMAND_OUTPUT = 512 * 1024
-#: What one file downloaded by SCP may be (`server.pem` is 1-2 KiB).
-MAX_DOWNLOAD_SIZE = 256 * 1024
 #: Everything one session may receive, shell and SCP together (a run of 20 clients reads ~50 KiB).
 MAX_SESSION_OUTPUT = 8 * 1024 * 1024
-#: How long one SCP transfer may take in all (also capped by the run's deadline).
-SCP_TIMEOUT = 30.0
 _RECV_CHUNK = 65536
 _TAIL = 400  # prompts and questions are looked for in this many last characters
-
-_SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 # What a session offers. An allow-list, not a deny-list: an algorithm a newer paramiko adds is not
 # offered until it is listed here. SHA-1 and MD5 (in kex, host-key signatures and MACs), CBC and
@@ -219,7 +213,7 @@ class LunaShell:
         self._channel: paramiko.Channel | None = None
         self.hostname: str | None = None  # the appliance's own name, from its prompt
         self.received = 0  # bytes read from the appliance in this session (shell and SCP)
-        self._scp_ends = 0.0  # when the current SCP transfer runs out of time
+        self._files = ScpTransfer(self, label=target.label, deadline=self.deadline)
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LunaShell:
@@ -264,7 +258,7 @@ class LunaShell:
 
     def _authenticate(self, step: str) -> None:
         t = self.target
-        transport = self._require_transport(step)
+        transport = self.transport(step)
         try:
             if t.private_key:
                 pkey = _load_private_key(t.private_key, t.passphrase)
@@ -291,7 +285,7 @@ class LunaShell:
             ) from None
 
     def _open_shell(self, step: str) -> None:
-        transport = self._require_transport(step)
+        transport = self.transport(step)
         try:
             channel = transport.open_session(timeout=self.deadline.cap(self.target.connect_timeout))
             channel.get_pty(term="vt100", width=400, height=2000)
@@ -345,22 +339,17 @@ class LunaShell:
         body = _strip_echo_and_prompt(raw)
         result = parse_result(body)
         ok = result.ok
-        if self.observer is not None:
-            self.observer(
-                CommandRecord(
-                    host=self.target.label,
-                    command=command.display,
-                    name=command.name,
-                    mutating=command.mutating,
-                    ok=ok,
-                    seconds=time.monotonic() - started,
-                )
-            )
+        self._report(command.display, command.name, mutating=command.mutating, ok=ok, started=started)
         log.debug("appliance %s ran %s: %s", self.target.label, command.display, "ok" if ok else "failed")
         if check and not ok and known_outcome(command.name, result) not in tolerate:
             detail = "; ".join(line.strip() for line in result.errors) or f"Command Result {result.code}"
             raise CommandFailed(self.target.label, step, f"'{command.display}' failed: {detail}")
         return Output(body, result)
+
+    def _report(self, command: str, name: str, *, mutating: bool, ok: bool, started: float) -> None:
+        if self.observer is not None:
+            seconds = time.monotonic() - started
+            self.observer(CommandRecord(self.target.label, command, name, mutating, ok, seconds))
 
     def _read_until_prompt(self, step: str, waiting_for: str, timeout: float) -> str:
         channel = self._require_channel(step)
@@ -419,7 +408,7 @@ class LunaShell:
                     f"the appliance closed the connection while waiting for {waiting_for}",
                 )
             size += len(chunk)
-            self._count(len(chunk), step, waiting_for)
+            self.count_received(len(chunk), step, waiting_for)
             if size > MAX_COMMAND_OUTPUT:
                 self.close()
                 raise OutputTooLarge(
@@ -432,7 +421,36 @@ class LunaShell:
             parts.append(text)
             tail = (tail + text)[-_TAIL:]
 
-    def _count(self, size: int, step: str, waiting_for: str) -> None:
+    def _quit_prompt(self, step: str) -> None:
+        channel = self._require_channel(step)
+        try:
+            channel.sendall(b"quit\n")
+            self._read_until_prompt(step, "the prompt after 'quit'", 10.0)
+        except Exception:
+            self.close()
+
+    # -- files (SCP, luna_ha.scp) ----------------------------------------------------------
+    def put_file(self, name: str, data: bytes, *, step: str = "upload file") -> None:
+        """Copy ``data`` to ``name`` in the appliance home directory (legacy SCP, ``scp -t``)."""
+        started = time.monotonic()
+        self._files.put(name, data, step=step)
+        self._report(f"scp -t {name}", "scp put", mutating=True, ok=True, started=started)
+
+    def get_file(self, name: str, *, step: str = "download file", max_size: int = MAX_DOWNLOAD_SIZE) -> bytes:
+        """Fetch ``name`` from the appliance home directory (legacy SCP, ``scp -f``)."""
+        started = time.monotonic()
+        data = self._files.get(name, step=step, max_size=max_size)
+        self._report(f"scp -f {name}", "scp get", mutating=False, ok=True, started=started)
+        return data
+
+    # -- what the SCP transfers use (luna_ha.scp.ScpSession) -------------------------------
+    def transport(self, step: str) -> paramiko.Transport:
+        """The open transport; raises ``ConnectionLost`` when it is not open."""
+        if self._transport is None or not self._transport.is_active():
+            raise ConnectionLost(self.target.label, step, "the SSH connection is not open")
+        return self._transport
+
+    def count_received(self, size: int, step: str, waiting_for: str) -> None:
         """Count ``size`` bytes received against the session's bound."""
         self.received += size
         if self.received > MAX_SESSION_OUTPUT:
@@ -444,119 +462,7 @@ class LunaShell:
                 f"for {waiting_for}); the connection was closed",
             )
 
-    def _quit_prompt(self, step: str) -> None:
-        channel = self._require_channel(step)
-        try:
-            channel.sendall(b"quit\n")
-            self._read_until_prompt(step, "the prompt after 'quit'", 10.0)
-        except Exception:
-            self.close()
-
-    # -- files (SCP over exec; the appliance has no SFTP) ------------------------------------
-    def put_file(self, name: str, data: bytes, *, step: str = "upload file") -> None:
-        """Copy ``data`` to ``name`` in the appliance home directory (legacy SCP, ``scp -t``)."""
-        _check_file_name(name)
-        started = time.monotonic()
-        channel = self._exec(f"scp -t {name}", step)
-        try:
-            self._scp_ack(channel, step, name)
-            channel.sendall(f"C0644 {len(data)} {name}\n".encode())
-            self._scp_ack(channel, step, name)
-            channel.sendall(data + b"\x00")
-            self._scp_ack(channel, step, name)
-        finally:
-            channel.close()
-        if self.observer is not None:
-            self.observer(
-                CommandRecord(
-                    self.target.label, f"scp -t {name}", "scp put", True, True, time.monotonic() - started
-                )
-            )
-
-    def get_file(self, name: str, *, step: str = "download file", max_size: int = MAX_DOWNLOAD_SIZE) -> bytes:
-        """Fetch ``name`` from the appliance home directory (legacy SCP, ``scp -f``)."""
-        _check_file_name(name)
-        started = time.monotonic()
-        channel = self._exec(f"scp -f {name}", step)
-        try:
-            channel.sendall(b"\x00")
-            header = self._scp_line(channel, step, name)
-            if not header.startswith("C"):
-                message = header[1:].strip() if header[:1] in ("\x01", "\x02") else header.strip()
-                raise CommandFailed(self.target.label, step, f"scp of '{name}' failed: {message[:200]}")
-            try:
-                size = int(header.split()[1])
-            except (IndexError, ValueError):
-                raise CommandFailed(self.target.label, step, f"scp of '{name}': bad header") from None
-            if size > max_size:
-                self.close()
-                raise OutputTooLarge(
-                    self.target.label,
-                    step,
-                    f"scp of '{name}': the appliance announced {size} bytes, more than {_kib(max_size)}; "
-                    "the connection was closed",
-                )
-            channel.sendall(b"\x00")
-            data = self._scp_read(channel, size + 1, step, name)
-            channel.sendall(b"\x00")
-        finally:
-            channel.close()
-        if self.observer is not None:
-            self.observer(
-                CommandRecord(
-                    self.target.label, f"scp -f {name}", "scp get", False, True, time.monotonic() - started
-                )
-            )
-        return data[:size]
-
-    def _exec(self, command: str, step: str) -> paramiko.Channel:
-        transport = self._require_transport(step)
-        try:
-            channel = transport.open_session(timeout=self.deadline.cap(SCP_TIMEOUT))
-            channel.exec_command(command)  # nosec B601 - file name validated by _check_file_name
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise ConnectionLost(self.target.label, step, f"cannot start '{command}' ({exc})") from None
-        self._scp_ends = time.monotonic() + self.deadline.cap(SCP_TIMEOUT)
-        return channel
-
-    def _scp_ack(self, channel: paramiko.Channel, step: str, name: str) -> None:
-        code = self._scp_read(channel, 1, step, name)
-        if code != b"\x00":
-            message = self._scp_line(channel, step, name) if code in (b"\x01", b"\x02") else ""
-            raise CommandFailed(self.target.label, step, f"scp of '{name}' refused: {message.strip()[:200]}")
-
-    def _scp_line(self, channel: paramiko.Channel, step: str, name: str) -> str:
-        line = b""
-        while not line.endswith(b"\n"):
-            line += self._scp_read(channel, 1, step, name)
-            if len(line) > 4096:
-                break
-        return line.decode("utf-8", errors="replace")
-
-    def _scp_read(self, channel: paramiko.Channel, size: int, step: str, name: str) -> bytes:
-        """Exactly ``size`` bytes of an SCP transfer, within the transfer's time and the session's bytes."""
-        data = b""
-        while len(data) < size:
-            remaining = self._scp_ends - time.monotonic()
-            if remaining <= 0:
-                raise CommandTimeout(self.target.label, step, f"scp of '{name}' stalled")
-            channel.settimeout(remaining)
-            try:
-                chunk = channel.recv(min(size - len(data), _RECV_CHUNK))
-            except TimeoutError:
-                raise CommandTimeout(self.target.label, step, f"scp of '{name}' stalled") from None
-            if not chunk:
-                raise ConnectionLost(self.target.label, step, f"scp of '{name}' ended early")
-            self._count(len(chunk), step, f"scp of '{name}'")
-            data += chunk
-        return data
-
     # -- helpers ---------------------------------------------------------------------------
-    def _require_transport(self, step: str) -> paramiko.Transport:
-        if self._transport is None or not self._transport.is_active():
-            raise ConnectionLost(self.target.label, step, "the SSH connection is not open")
-        return self._transport
-
     def _require_channel(self, step: str) -> paramiko.Channel:
         if self._channel is None or self._channel.closed:
             raise ConnectionLost(self.target.label, step, "the lunash shell is not open")
@@ -600,11 +506,6 @@ def _strip_echo_and_prompt(raw: str) -> str:
     if lines and PROMPT_RE.search(lines[-1]):
         lines = lines[:-1]
     return "\n".join(lines)
-
-
-def _check_file_name(name: str) -> None:
-    if not _SAFE_FILE_NAME.match(name):
-        raise ValueError(f"unsafe file name for the appliance: {name[:40]!r}")
 
 
 def _load_private_key(text: str, passphrase: str | None) -> paramiko.PKey | None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from luna_ha.scp import _check_file_name
 from luna_ha.sim.keys import make_ed25519_host_key
 from luna_ha.ssh import (
     LEGACY_ALGORITHMS,
     HostKeyPin,
     SshTarget,
-    _check_file_name,
     _strip_echo_and_prompt,
     client_transport,
     fingerprint_of,
