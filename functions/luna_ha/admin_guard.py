@@ -20,7 +20,7 @@ from luna_ha.clock import Deadline
 from luna_ha.coordination import CoordinationError, Coordinator
 from luna_ha.errors import ApplianceError
 from luna_ha.planner import Action, ApplianceState, Step, check_login_allowed
-from luna_ha.ssh import LunaShell
+from luna_ha.shell import ApplianceShell
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,9 @@ class AdminGuard:
         self._held: dict[str, str] = {}  # holder -> appliance fingerprint
         self._mutex = threading.Lock()
 
-    def check(self, host: str, fingerprint: str, shell: LunaShell, step: Step, done: Sequence[Step]) -> None:
+    def check(
+        self, host: str, fingerprint: str, shell: ApplianceShell, step: Step, done: Sequence[Step]
+    ) -> None:
         if step.action not in (Action.HSM_LOGIN, Action.HSM_INIT):
             return
         self.acquire(host, fingerprint, str(step))

@@ -23,7 +23,7 @@ from luna_ha.lunash.parsers import (
 )
 from luna_ha.ownership import parse_registration
 from luna_ha.planner import RECORDS, Action, ApplianceState, Registration, Step, uploaded_file
-from luna_ha.ssh import LunaShell
+from luna_ha.shell import ApplianceShell
 
 SERVER_CERT_FILE = "server.pem"
 
@@ -93,7 +93,7 @@ STEPS: dict[Action, StepKind] = {
 }
 
 
-def observe(shell: LunaShell, token: str) -> ApplianceState:
+def observe(shell: ApplianceShell, token: str) -> ApplianceState:
     """Read the HSM, its partitions and clients, and the details of the registrations ``token`` owns."""
     hsm = parse_hsm_show(shell.run(lc.build_hsm_show(), step="observe: hsm show").text)
     partitions: dict[str, str] = {}
@@ -134,18 +134,18 @@ def observe(shell: LunaShell, token: str) -> ApplianceState:
     )
 
 
-def read_hsm(shell: LunaShell, step: str) -> HsmInfo:
+def read_hsm(shell: ApplianceShell, step: str) -> HsmInfo:
     """``hsm show`` again, in this session: what the zeroization guard decides on."""
     return parse_hsm_show(shell.run(lc.build_hsm_show(), step=step).text)
 
 
-def read_partition_serials(shell: LunaShell) -> dict[str, str]:
+def read_partition_serials(shell: ApplianceShell) -> dict[str, str]:
     listed = parse_partition_list(shell.run(lc.build_partition_list(), step="read partition serial").text)
     return {p.name: p.serial for p in listed}
 
 
 def apply_steps(
-    shell: LunaShell,
+    shell: ApplianceShell,
     steps: Iterable[Step],
     *,
     secrets: GroupSecrets,
@@ -184,5 +184,5 @@ def apply_steps(
     return done
 
 
-def fetch_server_cert(shell: LunaShell) -> str:
+def fetch_server_cert(shell: ApplianceShell) -> str:
     return shell.get_file(SERVER_CERT_FILE, step="download server.pem").decode("ascii", errors="replace")

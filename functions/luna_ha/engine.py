@@ -31,6 +31,7 @@ from luna_ha.errors import (
     SpecError,
 )
 from luna_ha.generations import Generation, credential_parameters, token_parameters
+from luna_ha.handshake import HostKeyPin, SshTarget
 from luna_ha.layout import (
     GroupDocument,
     Member,
@@ -53,8 +54,9 @@ from luna_ha.planner import (
 )
 from luna_ha.run_coordination import ResourceCoordination
 from luna_ha.secrets import SecretReader, check_destination
+from luna_ha.shell import ApplianceShell, CommandRecord
 from luna_ha.spec import ApplianceSpec, GroupSpec, parse_appliance
-from luna_ha.ssh import CommandRecord, HostKeyPin, LunaShell, SshTarget
+from luna_ha.ssh import LunaShell
 from luna_ha.store import ParameterStore
 
 Progress = Callable[[str, str], None]
@@ -63,7 +65,7 @@ log = logging.getLogger(__name__)
 _NOT_RECORDED = ""  # what a group document does not say (the admin secret's ARN)
 NOT_GENERATED = "(certificate to be generated)"
 _NEEDS_SECRETS = frozenset({Action.HSM_INIT, Action.HSM_LOGIN, Action.PARTITION_CREATE})
-ShellFactory = Callable[[SshTarget, Deadline, Callable[[CommandRecord], None]], LunaShell]
+ShellFactory = Callable[[SshTarget, Deadline, Callable[[CommandRecord], None]], ApplianceShell]
 
 
 def _default_shell(

@@ -1,44 +1,39 @@
-"""One SSH session to one appliance: pinned host key, an interactive lunash shell, SCP over exec.
+"""One lunash session over SSH with one appliance: the interactive shell's prompt loop.
 
-The only module that imports paramiko for the client side. A session is a context manager:
+``LunaShell`` is the SSH adapter of :class:`~luna_ha.shell.ApplianceShell`. It connects through
+:mod:`luna_ha.handshake` (allow-listed algorithms, the pinned host key checked before any
+credential) and moves files through :mod:`luna_ha.scp` on the same connection. A session is a
+context manager:
 
     with LunaShell(target) as shell:
         result = shell.run(build_hsm_show(), step="observe")
         shell.put_file("web-3f2a1c-r0.pem", pem_bytes, step="upload certificate")
 
-The host key is checked before any credential is sent. Every error names the appliance and the
-step and never carries a secret: the echo of a sensitive command is masked before anything sees it.
+Every error names the appliance and the step and never carries a secret: the echo of a sensitive
+command is masked before anything sees it. Every read is bounded in time and in bytes.
 """
 
 from __future__ import annotations
 
-import base64
 import codecs
 import contextlib
-import hashlib
 import logging
-import re
-import socket
 import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from io import StringIO
+from collections.abc import Collection
 from types import TracebackType
 
 import paramiko
 
 from luna_ha.clock import Deadline
 from luna_ha.errors import (
-    AuthenticationFailed,
-    CommandFailed,
     CommandTimeout,
     ConnectFailed,
     ConnectionLost,
-    HostKeyMismatch,
     OutputTooLarge,
     PasswordChangeRequired,
     UnexpectedPrompt,
 )
+from luna_ha.handshake import SshTarget, connect
 from luna_ha.lunash.commands import Command
 from luna_ha.lunash.dialect import (
     CONFIRM_PROMPT_PATTERNS,
@@ -47,7 +42,8 @@ from luna_ha.lunash.dialect import (
     PROMPT_RE,
     Outcome,
 )
-from luna_ha.lunash.parsers import CommandResult, known_outcome, parse_result
+from luna_ha.scp import MAX_DOWNLOAD_SIZE, ScpTransfer
+from luna_ha.shell import CommandRecord, Observer, Output
 
 log = logging.getLogger(__name__)
 
@@ -58,148 +54,10 @@ log = logging.getLogger(__name__)
 #: What one command's answer (or the login banner) may be, up to its prompt. `hsm show` is ~2 KiB;
 #: `client list` of an appliance with 10,000 clients ~400 KiB.
 MAX_COMMAND_OUTPUT = 512 * 1024
-#: What one file downloaded by SCP may be (`server.pem` is 1-2 KiB).
-MAX_DOWNLOAD_SIZE = 256 * 1024
 #: Everything one session may receive, shell and SCP together (a run of 20 clients reads ~50 KiB).
 MAX_SESSION_OUTPUT = 8 * 1024 * 1024
-#: How long one SCP transfer may take in all (also capped by the run's deadline).
-SCP_TIMEOUT = 30.0
 _RECV_CHUNK = 65536
 _TAIL = 400  # prompts and questions are looked for in this many last characters
-
-_SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-# What a session offers. An allow-list, not a deny-list: an algorithm a newer paramiko adds is not
-# offered until it is listed here. SHA-1 and MD5 (in kex, host-key signatures and MACs), CBC and
-# 3DES are never offered unless the appliance's `LegacyAlgorithms` is true.
-MODERN_ALGORITHMS: dict[str, tuple[str, ...]] = {
-    "kex": (
-        "curve25519-sha256@libssh.org",
-        "ecdh-sha2-nistp256",
-        "ecdh-sha2-nistp384",
-        "ecdh-sha2-nistp521",
-        "diffie-hellman-group16-sha512",
-        "diffie-hellman-group-exchange-sha256",
-        "diffie-hellman-group14-sha256",
-    ),
-    "keys": (
-        "ssh-ed25519",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "rsa-sha2-512",
-        "rsa-sha2-256",
-    ),
-    "ciphers": (
-        "aes128-ctr",
-        "aes192-ctr",
-        "aes256-ctr",
-        "aes128-gcm@openssh.com",
-        "aes256-gcm@openssh.com",
-    ),
-    "macs": (
-        "hmac-sha2-256",
-        "hmac-sha2-512",
-        "hmac-sha2-256-etm@openssh.com",
-        "hmac-sha2-512-etm@openssh.com",
-    ),
-}
-
-# What `LegacyAlgorithms: true` adds, for old Luna SA 5.x/6.x sshd (README lists the same).
-# "keys" are host-key algorithms; ssh-rsa is also allowed for the manager's own RSA key then.
-LEGACY_ALGORITHMS: dict[str, tuple[str, ...]] = {
-    "kex": (
-        "diffie-hellman-group-exchange-sha1",
-        "diffie-hellman-group14-sha1",
-        "diffie-hellman-group1-sha1",
-    ),
-    "keys": ("ssh-rsa",),
-    "ciphers": ("aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"),
-    "macs": ("hmac-sha1", "hmac-sha1-96", "hmac-md5", "hmac-md5-96"),
-}
-
-
-def offered_algorithms(legacy: bool) -> dict[str, tuple[str, ...]]:
-    """The algorithms a session may offer, per kind; legacy ones after the modern ones."""
-    return {
-        kind: modern + (LEGACY_ALGORITHMS[kind] if legacy else ())
-        for kind, modern in MODERN_ALGORITHMS.items()
-    }
-
-
-# Host-key signature algorithms that can prove a key of each type.
-_SIGNATURES: dict[str, tuple[str, ...]] = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
-
-
-@dataclass(frozen=True)
-class HostKeyPin:
-    """The appliance's expected host key: a full OpenSSH public key line or a SHA256 fingerprint."""
-
-    key_line: str | None = None
-    fingerprint: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.key_line is None) == (self.fingerprint is None):
-            raise ValueError("a host key pin needs exactly one of key_line or fingerprint")
-
-    @property
-    def algorithm(self) -> str | None:
-        return self.key_line.split()[0] if self.key_line else None
-
-    def matches(self, key: paramiko.PKey) -> bool:
-        if self.key_line is not None:
-            parts = self.key_line.split()
-            return parts[0] == key.get_name() and base64.b64decode(parts[1]) == key.asbytes()
-        return fingerprint_of(key) == self.fingerprint
-
-
-def fingerprint_of(key: paramiko.PKey) -> str:
-    """The OpenSSH form of a key's SHA256 fingerprint (``SHA256:`` + unpadded base64)."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """Where and how to reach one appliance. Secret fields never show in a repr."""
-
-    label: str  # the Host as the user wrote it; names the appliance in every message
-    host: str
-    port: int
-    pin: HostKeyPin
-    username: str
-    password: str | None = field(default=None, repr=False)
-    private_key: str | None = field(default=None, repr=False)
-    passphrase: str | None = field(default=None, repr=False)
-    legacy_algorithms: bool = False
-    connect_timeout: float = 10.0
-
-
-@dataclass(frozen=True)
-class CommandRecord:
-    """What a session reports after each command: for progress, counting and journals."""
-
-    host: str
-    command: str  # the display form: secrets masked
-    name: str
-    mutating: bool
-    ok: bool
-    seconds: float
-
-
-Observer = Callable[[CommandRecord], None]
-
-
-@dataclass(frozen=True)
-class Output:
-    """One command's output (echo and prompt removed, secrets masked) and its parsed result."""
-
-    text: str
-    result: CommandResult
-
-    @property
-    def ok(self) -> bool:
-        return self.result.ok
 
 
 class LunaShell:
@@ -219,7 +77,7 @@ class LunaShell:
         self._channel: paramiko.Channel | None = None
         self.hostname: str | None = None  # the appliance's own name, from its prompt
         self.received = 0  # bytes read from the appliance in this session (shell and SCP)
-        self._scp_ends = 0.0  # when the current SCP transfer runs out of time
+        self._files = ScpTransfer(self, label=target.label, deadline=self.deadline)
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LunaShell:
@@ -232,66 +90,12 @@ class LunaShell:
         self.close()
 
     def open(self, step: str = "connect") -> None:
-        t = self.target
-        timeout = self.deadline.cap(t.connect_timeout)
-        try:
-            sock = socket.create_connection((t.host, t.port), timeout=timeout)
-        except OSError as exc:
-            raise ConnectFailed(
-                t.label, step, f"cannot reach {t.host}:{t.port} ({exc.strerror or exc})"
-            ) from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport = client_transport(sock, legacy=t.legacy_algorithms, pinned=t.pin.algorithm)
-        self._transport = transport
-        try:
-            transport.start_client(timeout=timeout)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            self.close()
-            raise ConnectFailed(
-                t.label, step, f"SSH handshake with {t.host}:{t.port} failed ({exc})"
-            ) from None
-        key = transport.get_remote_server_key()
-        if not t.pin.matches(key):
-            self.close()
-            raise HostKeyMismatch(
-                t.label,
-                step,
-                f"the appliance presented {key.get_name()} {fingerprint_of(key)}, which is not the pinned "
-                "host key; no credentials were sent. Check HostKey/HostKeyFingerprint.",
-            )
-        self._authenticate(step)
+        """Connect (``luna_ha.handshake``: pinned host key, then credentials) and open lunash."""
+        self._transport = connect(self.target, self.deadline, step)
         self._open_shell(step)
 
-    def _authenticate(self, step: str) -> None:
-        t = self.target
-        transport = self._require_transport(step)
-        try:
-            if t.private_key:
-                pkey = _load_private_key(t.private_key, t.passphrase)
-                if pkey is None:
-                    self.close()
-                    raise AuthenticationFailed(
-                        t.label,
-                        step,
-                        "the private key of the manager secret cannot be loaded "
-                        "(wrong passphrase, or not an OpenSSH/PEM ed25519, ECDSA or RSA key)",
-                    )
-                transport.auth_publickey(t.username, pkey)
-            else:
-                transport.auth_password(t.username, t.password or "")
-        except paramiko.AuthenticationException:
-            self.close()
-            raise AuthenticationFailed(
-                t.label, step, f"the appliance rejected the credentials of user '{t.username}'"
-            ) from None
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            self.close()
-            raise ConnectFailed(
-                t.label, step, f"authentication did not complete ({type(exc).__name__})"
-            ) from None
-
     def _open_shell(self, step: str) -> None:
-        transport = self._require_transport(step)
+        transport = self.transport(step)
         try:
             channel = transport.open_session(timeout=self.deadline.cap(self.target.connect_timeout))
             channel.get_pty(term="vt100", width=400, height=2000)
@@ -342,25 +146,16 @@ class LunaShell:
         raw = command.redact(
             self._read_until_prompt(step, f"the result of '{command.display}'", command.timeout)
         )
-        body = _strip_echo_and_prompt(raw)
-        result = parse_result(body)
-        ok = result.ok
-        if self.observer is not None:
-            self.observer(
-                CommandRecord(
-                    host=self.target.label,
-                    command=command.display,
-                    name=command.name,
-                    mutating=command.mutating,
-                    ok=ok,
-                    seconds=time.monotonic() - started,
-                )
-            )
+        output = Output.parse(_strip_echo_and_prompt(raw))
+        ok = output.ok
+        self._report(command.display, command.name, mutating=command.mutating, ok=ok, started=started)
         log.debug("appliance %s ran %s: %s", self.target.label, command.display, "ok" if ok else "failed")
-        if check and not ok and known_outcome(command.name, result) not in tolerate:
-            detail = "; ".join(line.strip() for line in result.errors) or f"Command Result {result.code}"
-            raise CommandFailed(self.target.label, step, f"'{command.display}' failed: {detail}")
-        return Output(body, result)
+        return output.checked(self.target.label, step, command, tolerate) if check else output
+
+    def _report(self, command: str, name: str, *, mutating: bool, ok: bool, started: float) -> None:
+        if self.observer is not None:
+            seconds = time.monotonic() - started
+            self.observer(CommandRecord(self.target.label, command, name, mutating, ok, seconds))
 
     def _read_until_prompt(self, step: str, waiting_for: str, timeout: float) -> str:
         channel = self._require_channel(step)
@@ -419,7 +214,7 @@ class LunaShell:
                     f"the appliance closed the connection while waiting for {waiting_for}",
                 )
             size += len(chunk)
-            self._count(len(chunk), step, waiting_for)
+            self.count_received(len(chunk), step, waiting_for)
             if size > MAX_COMMAND_OUTPUT:
                 self.close()
                 raise OutputTooLarge(
@@ -432,7 +227,36 @@ class LunaShell:
             parts.append(text)
             tail = (tail + text)[-_TAIL:]
 
-    def _count(self, size: int, step: str, waiting_for: str) -> None:
+    def _quit_prompt(self, step: str) -> None:
+        channel = self._require_channel(step)
+        try:
+            channel.sendall(b"quit\n")
+            self._read_until_prompt(step, "the prompt after 'quit'", 10.0)
+        except Exception:
+            self.close()
+
+    # -- files (SCP, luna_ha.scp) ----------------------------------------------------------
+    def put_file(self, name: str, data: bytes, *, step: str = "upload file") -> None:
+        """Copy ``data`` to ``name`` in the appliance home directory (legacy SCP, ``scp -t``)."""
+        started = time.monotonic()
+        self._files.put(name, data, step=step)
+        self._report(f"scp -t {name}", "scp put", mutating=True, ok=True, started=started)
+
+    def get_file(self, name: str, *, step: str = "download file", max_size: int = MAX_DOWNLOAD_SIZE) -> bytes:
+        """Fetch ``name`` from the appliance home directory (legacy SCP, ``scp -f``)."""
+        started = time.monotonic()
+        data = self._files.get(name, step=step, max_size=max_size)
+        self._report(f"scp -f {name}", "scp get", mutating=False, ok=True, started=started)
+        return data
+
+    # -- what the SCP transfers use (luna_ha.scp.ScpSession) -------------------------------
+    def transport(self, step: str) -> paramiko.Transport:
+        """The open transport; raises ``ConnectionLost`` when it is not open."""
+        if self._transport is None or not self._transport.is_active():
+            raise ConnectionLost(self.target.label, step, "the SSH connection is not open")
+        return self._transport
+
+    def count_received(self, size: int, step: str, waiting_for: str) -> None:
         """Count ``size`` bytes received against the session's bound."""
         self.received += size
         if self.received > MAX_SESSION_OUTPUT:
@@ -444,147 +268,11 @@ class LunaShell:
                 f"for {waiting_for}); the connection was closed",
             )
 
-    def _quit_prompt(self, step: str) -> None:
-        channel = self._require_channel(step)
-        try:
-            channel.sendall(b"quit\n")
-            self._read_until_prompt(step, "the prompt after 'quit'", 10.0)
-        except Exception:
-            self.close()
-
-    # -- files (SCP over exec; the appliance has no SFTP) ------------------------------------
-    def put_file(self, name: str, data: bytes, *, step: str = "upload file") -> None:
-        """Copy ``data`` to ``name`` in the appliance home directory (legacy SCP, ``scp -t``)."""
-        _check_file_name(name)
-        started = time.monotonic()
-        channel = self._exec(f"scp -t {name}", step)
-        try:
-            self._scp_ack(channel, step, name)
-            channel.sendall(f"C0644 {len(data)} {name}\n".encode())
-            self._scp_ack(channel, step, name)
-            channel.sendall(data + b"\x00")
-            self._scp_ack(channel, step, name)
-        finally:
-            channel.close()
-        if self.observer is not None:
-            self.observer(
-                CommandRecord(
-                    self.target.label, f"scp -t {name}", "scp put", True, True, time.monotonic() - started
-                )
-            )
-
-    def get_file(self, name: str, *, step: str = "download file", max_size: int = MAX_DOWNLOAD_SIZE) -> bytes:
-        """Fetch ``name`` from the appliance home directory (legacy SCP, ``scp -f``)."""
-        _check_file_name(name)
-        started = time.monotonic()
-        channel = self._exec(f"scp -f {name}", step)
-        try:
-            channel.sendall(b"\x00")
-            header = self._scp_line(channel, step, name)
-            if not header.startswith("C"):
-                message = header[1:].strip() if header[:1] in ("\x01", "\x02") else header.strip()
-                raise CommandFailed(self.target.label, step, f"scp of '{name}' failed: {message[:200]}")
-            try:
-                size = int(header.split()[1])
-            except (IndexError, ValueError):
-                raise CommandFailed(self.target.label, step, f"scp of '{name}': bad header") from None
-            if size > max_size:
-                self.close()
-                raise OutputTooLarge(
-                    self.target.label,
-                    step,
-                    f"scp of '{name}': the appliance announced {size} bytes, more than {_kib(max_size)}; "
-                    "the connection was closed",
-                )
-            channel.sendall(b"\x00")
-            data = self._scp_read(channel, size + 1, step, name)
-            channel.sendall(b"\x00")
-        finally:
-            channel.close()
-        if self.observer is not None:
-            self.observer(
-                CommandRecord(
-                    self.target.label, f"scp -f {name}", "scp get", False, True, time.monotonic() - started
-                )
-            )
-        return data[:size]
-
-    def _exec(self, command: str, step: str) -> paramiko.Channel:
-        transport = self._require_transport(step)
-        try:
-            channel = transport.open_session(timeout=self.deadline.cap(SCP_TIMEOUT))
-            channel.exec_command(command)  # nosec B601 - file name validated by _check_file_name
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise ConnectionLost(self.target.label, step, f"cannot start '{command}' ({exc})") from None
-        self._scp_ends = time.monotonic() + self.deadline.cap(SCP_TIMEOUT)
-        return channel
-
-    def _scp_ack(self, channel: paramiko.Channel, step: str, name: str) -> None:
-        code = self._scp_read(channel, 1, step, name)
-        if code != b"\x00":
-            message = self._scp_line(channel, step, name) if code in (b"\x01", b"\x02") else ""
-            raise CommandFailed(self.target.label, step, f"scp of '{name}' refused: {message.strip()[:200]}")
-
-    def _scp_line(self, channel: paramiko.Channel, step: str, name: str) -> str:
-        line = b""
-        while not line.endswith(b"\n"):
-            line += self._scp_read(channel, 1, step, name)
-            if len(line) > 4096:
-                break
-        return line.decode("utf-8", errors="replace")
-
-    def _scp_read(self, channel: paramiko.Channel, size: int, step: str, name: str) -> bytes:
-        """Exactly ``size`` bytes of an SCP transfer, within the transfer's time and the session's bytes."""
-        data = b""
-        while len(data) < size:
-            remaining = self._scp_ends - time.monotonic()
-            if remaining <= 0:
-                raise CommandTimeout(self.target.label, step, f"scp of '{name}' stalled")
-            channel.settimeout(remaining)
-            try:
-                chunk = channel.recv(min(size - len(data), _RECV_CHUNK))
-            except TimeoutError:
-                raise CommandTimeout(self.target.label, step, f"scp of '{name}' stalled") from None
-            if not chunk:
-                raise ConnectionLost(self.target.label, step, f"scp of '{name}' ended early")
-            self._count(len(chunk), step, f"scp of '{name}'")
-            data += chunk
-        return data
-
     # -- helpers ---------------------------------------------------------------------------
-    def _require_transport(self, step: str) -> paramiko.Transport:
-        if self._transport is None or not self._transport.is_active():
-            raise ConnectionLost(self.target.label, step, "the SSH connection is not open")
-        return self._transport
-
     def _require_channel(self, step: str) -> paramiko.Channel:
         if self._channel is None or self._channel.closed:
             raise ConnectionLost(self.target.label, step, "the lunash shell is not open")
         return self._channel
-
-
-def client_transport(sock: socket.socket, *, legacy: bool, pinned: str | None) -> paramiko.Transport:
-    """A client transport on ``sock`` that offers only :func:`offered_algorithms` (not started)."""
-    allowed = offered_algorithms(legacy)
-    # Client public-key algorithms are not in the security options: ssh-rsa (SHA-1) is disabled here.
-    transport = paramiko.Transport(sock, disabled_algorithms={} if legacy else {"pubkeys": ["ssh-rsa"]})
-    options = transport.get_security_options()
-    options.kex = _allowed(allowed["kex"], options.kex)
-    options.key_types = _allowed(allowed["keys"], options.key_types)
-    options.ciphers = _allowed(allowed["ciphers"], options.ciphers)
-    options.digests = _allowed(allowed["macs"], options.digests)
-    if pinned is not None:
-        # Ask for the pinned key's type only, so an appliance with several host keys presents
-        # the pinned one. An `ssh-rsa` key is signed with rsa-sha2-* unless legacy is enabled.
-        wanted = _allowed(_SIGNATURES.get(pinned, (pinned,)), options.key_types)
-        if wanted:
-            options.key_types = wanted
-    return transport
-
-
-def _allowed(preferred: Sequence[str], available: Collection[str]) -> tuple[str, ...]:
-    """``preferred``, in its order, without what paramiko does not have."""
-    return tuple(name for name in preferred if name in available)
 
 
 def _kib(size: int) -> str:
@@ -600,18 +288,3 @@ def _strip_echo_and_prompt(raw: str) -> str:
     if lines and PROMPT_RE.search(lines[-1]):
         lines = lines[:-1]
     return "\n".join(lines)
-
-
-def _check_file_name(name: str) -> None:
-    if not _SAFE_FILE_NAME.match(name):
-        raise ValueError(f"unsafe file name for the appliance: {name[:40]!r}")
-
-
-def _load_private_key(text: str, passphrase: str | None) -> paramiko.PKey | None:
-    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
-        try:
-            key: paramiko.PKey = cls.from_private_key(StringIO(text), password=passphrase)
-            return key
-        except (paramiko.SSHException, ValueError):
-            continue
-    return None

@@ -12,9 +12,10 @@ import pytest
 
 from luna_ha import ssh
 from luna_ha.errors import ConnectFailed, OutputTooLarge, PasswordChangeRequired
+from luna_ha.handshake import HostKeyPin, SshTarget
 from luna_ha.lunash.commands import build_hsm_show
 from luna_ha.sim.server import SimulatedAppliance
-from luna_ha.ssh import MAX_COMMAND_OUTPUT, HostKeyPin, LunaShell, SshTarget
+from luna_ha.ssh import MAX_COMMAND_OUTPUT, LunaShell
 
 T = TypeVar("T")
 CHUNK = 65536  # the most one read can add past a bound

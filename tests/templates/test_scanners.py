@@ -4,7 +4,7 @@ on the code.
 Each scanner runs with every check on; what it reports must be exactly the findings listed here,
 each with the reason it is accepted. A new finding fails (fix it, or explain it here), and so does
 an explanation whose finding is gone (delete it). Nothing is suppressed in the templates or the code
-except the one ``# nosec B601`` that ``ssh.py`` carries with its reason.
+except the one ``# nosec B601`` that ``scp.py`` carries with its reason.
 
 checkov pins an older boto3 than the project, so it lives in ``.venv-checkov`` (``make test``
 creates it, as ``.venv-sam``); it runs with ``--skip-download`` and ``BC_SKIP_MAPPING``, so it
@@ -184,4 +184,4 @@ def test_bandit_findings_are_all_explained() -> None:
         for n, text in enumerate(p.read_text().splitlines(), 1)
         if "nosec" in text
     ]
-    assert [p for p, _ in nosec] == ["functions/luna_ha/ssh.py"], nosec
+    assert [p for p, _ in nosec] == ["functions/luna_ha/scp.py"], nosec

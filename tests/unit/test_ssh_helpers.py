@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from luna_ha.sim.keys import make_ed25519_host_key
-from luna_ha.ssh import (
+from luna_ha.handshake import (
     LEGACY_ALGORITHMS,
     HostKeyPin,
     SshTarget,
-    _check_file_name,
-    _strip_echo_and_prompt,
     client_transport,
     fingerprint_of,
     offered_algorithms,
 )
+from luna_ha.scp import _check_file_name
+from luna_ha.sim.keys import make_ed25519_host_key
+from luna_ha.ssh import _strip_echo_and_prompt
 
 
 def test_pin_by_key_line_matches_only_that_key() -> None:
