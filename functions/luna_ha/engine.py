@@ -15,23 +15,31 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from luna_ha import appliance as appl
-from luna_ha.admin_guard import AdminGuard
+from luna_ha.appliance_run import (
+    ApplianceReport,
+    ApplianceRunner,
+    Run,
+    Session,
+    ShellFactory,
+    Target,
+    check_families,
+    default_shell,
+)
 from luna_ha.certs import luna_fingerprint
 from luna_ha.clock import Deadline
 from luna_ha.coordination import Coordinator
 from luna_ha.credentials import ClientCredentials
 from luna_ha.drift import ApplianceView, Drift, Expected, compare
 from luna_ha.errors import (
-    ApplianceError,
     CommandBuildError,
     LunaHAError,
     SecretError,
     SpecError,
 )
 from luna_ha.generations import Generation, credential_parameters, token_parameters
-from luna_ha.handshake import HostKeyPin, SshTarget
 from luna_ha.layout import (
     GroupDocument,
     Member,
@@ -48,56 +56,20 @@ from luna_ha.ownership import ownership_token, registration_name
 from luna_ha.planner import (
     Action,
     ApplianceGoal,
-    ApplianceState,
-    Step,
-    plan_appliance,
 )
 from luna_ha.run_coordination import ResourceCoordination
 from luna_ha.secrets import SecretReader, check_destination
-from luna_ha.shell import ApplianceShell, CommandRecord
 from luna_ha.spec import ApplianceSpec, GroupSpec, parse_appliance
-from luna_ha.ssh import LunaShell
 from luna_ha.store import ParameterStore
 
 Progress = Callable[[str, str], None]
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+__all__ = ["ApplianceReport", "Engine", "GroupRunError", "Progress", "ResourceDeleted", "RunReport"]
 
 _NOT_RECORDED = ""  # what a group document does not say (the admin secret's ARN)
 NOT_GENERATED = "(certificate to be generated)"
-_NEEDS_SECRETS = frozenset({Action.HSM_INIT, Action.HSM_LOGIN, Action.PARTITION_CREATE})
-ShellFactory = Callable[[SshTarget, Deadline, Callable[[CommandRecord], None]], ApplianceShell]
-
-
-def _default_shell(
-    target: SshTarget, deadline: Deadline, observer: Callable[[CommandRecord], None]
-) -> LunaShell:
-    return LunaShell(target, deadline=deadline, observer=observer)
-
-
-@dataclass
-class ApplianceReport:
-    """What happened on one appliance during one run."""
-
-    host: str
-    leaving: bool = False
-    planned: tuple[Step, ...] = ()
-    done: list[Step] = field(default_factory=list)
-    partition_serial: str | None = None
-    server_cert: str | None = field(default=None, repr=False)
-    commands: int = 0
-    mutating: int = 0
-    connections: int = 0
-    seconds: float = 0.0
-    error: LunaHAError | None = None
-    # Why the appliance was left alone (a member only a group document records, which its
-    # manager secret does not name): nothing was sent to it.
-    skipped: str | None = None
-    # What observing it found (plan and status read it; not shown in a report).
-    observed: ApplianceState | None = field(default=None, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 @dataclass
@@ -138,35 +110,6 @@ class GroupRunError(LunaHAError):
 
 
 @dataclass(frozen=True)
-class _Run:
-    """What every appliance thread of one run shares."""
-
-    physical_id: str
-    token: str
-    deadline: Deadline
-    apply: bool
-    secrets: appl.GroupSecrets | None
-    certificates: Mapping[str, str]
-    guard: AdminGuard | None
-    # admin and partition secrets' ARNs and where they may go (checked before they are used)
-    destinations: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    records: ResourceCoordination | None = None
-
-
-@dataclass(frozen=True)
-class _Target:
-    """One appliance of a run: how to reach it and what this resource wants there."""
-
-    appliance: ApplianceSpec
-    goal: ApplianceGoal
-    # Left alone when its manager secret does not name it: a member known only from a group
-    # document (which anyone who may write the path could have edited), or any appliance of a
-    # Delete (an apply sends nothing to an appliance its secret does not name, so nothing of this
-    # resource is there, and a Delete must not stick on it).
-    skip_unnamed: bool = False
-
-
-@dataclass(frozen=True)
 class _Observation:
     """What a read-only run found: the report, the parameters, the generations, and what apply
     would publish (None when an appliance could not be read)."""
@@ -187,7 +130,7 @@ class Engine:
         secrets: SecretReader,
         store: ParameterStore,
         coordinator: Coordinator,
-        shell_factory: ShellFactory = _default_shell,
+        shell_factory: ShellFactory = default_shell,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         progress: Progress | None = None,
         max_workers: int = 16,
@@ -200,6 +143,7 @@ class Engine:
         self.shell_factory = shell_factory
         self.now = now
         self.progress = progress or (lambda host, message: None)
+        self.runner = ApplianceRunner(secrets, shell_factory, self.progress)
         self.max_workers = max_workers
         # CloudFormation may send Delete while a Create still runs (in another invocation). With
         # markers, Delete first records that it began (coordination table); an apply of that id
@@ -442,7 +386,16 @@ class Engine:
             g.name: luna_fingerprint(g.cert_pem) if g.cert_pem else NOT_GENERATED for g in generations
         }
         targets = self._targets(spec, token, existing, previous=None, fingerprints=fingerprints)
-        run = _Run(physical_id, token, deadline, apply=False, secrets=None, certificates={}, guard=None)
+        run = Run(
+            physical_id,
+            token,
+            deadline,
+            apply=False,
+            secrets=None,
+            certificates={},
+            guard=None,
+            records=self._records(physical_id),
+        )
         reports = self._run_all(targets, run)
         report = RunReport(operation, reports)
         desired = None
@@ -486,9 +439,9 @@ class Engine:
         secrets: appl.GroupSecrets | None,
         destinations: Mapping[str, frozenset[str]],
         certificates: Mapping[str, str] | None = None,
-    ) -> _Run:
+    ) -> Run:
         """What the appliance threads of an apply or a destroy share."""
-        return _Run(
+        return Run(
             physical_id,
             ownership_token(physical_id),
             deadline,
@@ -496,8 +449,8 @@ class Engine:
             secrets=secrets,
             certificates=certificates or {},
             guard=self._records(physical_id).admin_guard(spec.parameter_path, deadline),
-            destinations=destinations,
             records=self._records(physical_id),
+            destinations=destinations,
         )
 
     def _prefetch_secrets(self, spec: GroupSpec, *, group: bool) -> None:
@@ -535,8 +488,8 @@ class Engine:
         previous: GroupSpec | None,
         fingerprints: Mapping[str, str],
         destroying: bool = False,
-    ) -> list[_Target]:
-        targets: list[_Target] = []
+    ) -> list[Target]:
+        targets: list[Target] = []
         seen: set[str] = set()
         delete_partition = spec.partition_deletion_policy == "Delete"
         for a in spec.appliances:
@@ -552,7 +505,7 @@ class Engine:
                 delete_partition=delete_partition and destroying,
                 adopt=spec.existing_partition == "Adopt",
             )
-            targets.append(_Target(a, goal, skip_unnamed=destroying))
+            targets.append(Target(a, goal, skip_unnamed=destroying))
         leaving = [(a, destroying) for a in (previous.appliances if previous is not None else ())]
         leaving += [(a, True) for a in _member_appliances(find_document(existing, spec.parameter_path))]
         for a, skip_unnamed in leaving:
@@ -566,154 +519,46 @@ class Engine:
                 present=False,
                 delete_partition=delete_partition,
             )
-            targets.append(_Target(a, goal, skip_unnamed=skip_unnamed))
+            targets.append(Target(a, goal, skip_unnamed=skip_unnamed))
         return targets
 
     # -- running ---------------------------------------------------------------------------
-    def _target(self, a: ApplianceSpec) -> SshTarget:
-        creds = self.secrets.manager_credentials(a.manager_secret_arn)
-        check_destination(a.manager_secret_arn, creds.appliances, a.host, a.fingerprint, "connect")
-        return SshTarget(
-            label=a.host,
-            host=a.host,
-            port=a.port,
-            pin=HostKeyPin(key_line=a.host_key, fingerprint=a.host_key_fingerprint),
-            username=creds.username,
-            password=creds.password,
-            private_key=creds.private_key,
-            passphrase=creds.passphrase,
-            legacy_algorithms=a.legacy_algorithms,
-        )
-
-    def _run_all(self, targets: Sequence[_Target], run: _Run) -> list[ApplianceReport]:
+    def _run_all(self, targets: Sequence[Target], run: Run) -> list[ApplianceReport]:
+        """Every appliance observed before any is changed, then each converged, in parallel."""
         if not targets:
             return []
-        workers = max(1, min(self.max_workers, len(targets)))
+        sessions = self._fan_out(lambda t: self.runner.open(t, run), targets)
+        try:
+            check_families(sessions)
+            return self._fan_out(lambda s: self._converge(s, run), sessions)
+        finally:
+            for session in sessions:
+                session.close()
+
+    def _converge(self, session: Session, run: Run) -> ApplianceReport:
+        try:
+            return self.runner.converge(session, run)
+        finally:
+            if run.guard is not None:
+                run.guard.release(session.report.host)
+
+    def _fan_out(self, work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+        workers = max(1, min(self.max_workers, len(items)))
         # The threads start together once all exist: a thread already busy with its SSH handshake
         # would otherwise hold up the creation of the next ones (the GIL), and the last appliance
         # of a large group would start tens of milliseconds late.
         start = threading.Event()
 
-        def one(target: _Target) -> ApplianceReport:
+        def one(item: _T) -> _R:
             start.wait()
-            try:
-                return self._run_one(target, run)
-            finally:
-                if run.guard is not None:
-                    run.guard.release(target.appliance.host)
+            return work(item)
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="appliance") as pool:
             try:
-                futures = [pool.submit(one, t) for t in targets]
+                futures = [pool.submit(one, item) for item in items]
             finally:
                 start.set()
             return [f.result() for f in futures]
-
-    def _run_one(self, target: _Target, run: _Run) -> ApplianceReport:
-        a, goal = target.appliance, target.goal
-        report = ApplianceReport(host=a.host, leaving=not goal.present)
-        started = time.monotonic()
-        lock = threading.Lock()
-        records = run.records or self._records(run.physical_id)
-
-        def count(record: CommandRecord) -> None:
-            with lock:
-                report.commands += 1
-                report.mutating += int(record.mutating)
-
-        step = "read manager secret"
-        try:
-            if target.skip_unnamed and not self._may_reach(a):
-                report.skipped = (
-                    f"secret {a.manager_secret_arn} does not name {a.fingerprint}: nothing was sent to it"
-                )
-                self.progress(a.host, f"skipped: {report.skipped}")
-                return report
-            ssh_target = self._target(a)
-            self.progress(a.host, "connecting")
-            step = "connect"
-            with self.shell_factory(ssh_target, run.deadline, count) as shell:
-                report.connections += 1
-                step = "observe"
-                observed = appl.observe(shell, goal.token)
-                report.observed = observed
-                step = "read partition record"
-                goal, record = records.goal_with_records(goal, observed)
-                step = "plan"
-                report.planned = plan_appliance(goal, observed)
-                serials = dict(observed.partitions)
-                hsm_serial = observed.hsm_serial or ""
-                if run.apply and record is not None and record.serial is None and goal.partition in serials:
-                    # created by a run that stopped before it recorded the serial: record it now
-                    records.record_partition(
-                        a.host, hsm_serial, goal.partition, state="created", serial=serials[goal.partition]
-                    )
-                if run.apply and report.planned:
-                    self._check_step_secrets(a, report.planned, run, step)
-                    self.progress(a.host, f"{len(report.planned)} step(s) to run")
-                    step = "apply"
-
-                    def before(next_step: Step, done: Sequence[Step]) -> None:
-                        if run.guard is not None:
-                            run.guard.check(a.host, a.fingerprint, shell, next_step, done)
-                        records.before_step(a.host, next_step, hsm_serial)
-
-                    def after(done_step: Step) -> None:
-                        records.after_step(done_step, hsm_serial)
-                        self.progress(a.host, f"done: {done_step}")
-
-                    report.done = appl.apply_steps(
-                        shell,
-                        report.planned,
-                        secrets=run.secrets or appl.GroupSecrets("", "", ""),
-                        certificates=run.certificates,
-                        deadline=run.deadline,
-                        on_step=after,
-                        before_step=before,
-                        record=lambda s: records.record_step(a.host, s, hsm_serial, serials),
-                    )
-                    if any(s.action is Action.PARTITION_CREATE for s in report.done):
-                        step = "read partition serial"
-                        serials = appl.read_partition_serials(shell)
-                        records.record_partition(
-                            a.host,
-                            hsm_serial,
-                            goal.partition,
-                            state="created",
-                            serial=serials.get(goal.partition),
-                        )
-                report.partition_serial = serials.get(goal.partition)
-                if goal.present:
-                    step = "download server.pem"
-                    report.server_cert = appl.fetch_server_cert(shell)
-            self.progress(a.host, "converged" if run.apply else f"{len(report.planned)} step(s) planned")
-        except ApplianceError as exc:
-            report.error = exc
-        except LunaHAError as exc:  # not tied to an appliance by itself (a secret, a parse): say where
-            report.error = ApplianceError(a.host, step, str(exc))
-        except Exception as exc:  # a bug or an unexpected library error: still name the appliance
-            report.error = ApplianceError(a.host, step, f"unexpected {type(exc).__name__}")
-        if report.error is not None:
-            self.progress(a.host, f"FAILED: {report.error}")
-        report.seconds = time.monotonic() - started
-        return report
-
-    @staticmethod
-    def _check_step_secrets(a: ApplianceSpec, planned: Sequence[Step], run: _Run, step: str) -> None:
-        """A plan that sends the admin or partition secret: it was read, and it names this appliance."""
-        if not any(s.action in _NEEDS_SECRETS for s in planned):
-            return
-        if run.secrets is None:
-            raise ApplianceError(a.host, step, "the plan needs the admin secret, which was not read")
-        for arn, allowed in run.destinations.items():
-            check_destination(arn, allowed, a.host, a.fingerprint, step)
-
-    def _may_reach(self, a: ApplianceSpec) -> bool:
-        try:
-            creds = self.secrets.manager_credentials(a.manager_secret_arn)
-        except SecretError:
-            return False
-        return a.fingerprint in creds.appliances
 
     # -- results ---------------------------------------------------------------------------
     def _document(
