@@ -37,12 +37,13 @@ QUIET_PIP := 2>&1 | { grep -v 'is ignored' || test $$? -eq 1; }
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-10s %s\n", $$1, $$2 }'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml lab/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python >= 3.11 (3.13 preferred)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip $(QUIET_PIP)
-	$(BIN)/python -m pip install -q -e '.[dev]' $(QUIET_PIP)
-	$(BIN)/python -c 'import luna_ha, paramiko, crhelper, aws_lambda_powertools, moto'
+	@# luna-ha-lab (lab/: the AWS test doubles) is not on an index: the dev extra finds it here.
+	$(BIN)/python -m pip install -q -e ./lab -e '.[dev]' $(QUIET_PIP)
+	$(BIN)/python -c 'import luna_ha, luna_ha_lab, paramiko, crhelper, aws_lambda_powertools, moto'
 	@touch $@
 
 venv: $(STAMP) ## create .venv and install the project with its dev tools
@@ -72,10 +73,10 @@ test: lint typecheck $(SAM_STAMP) $(CHECKOV_STAMP) ## ruff, mypy and every test 
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests
 
 lint: $(STAMP) ## ruff check and ruff format --check
-	$(BIN)/ruff check functions tests bench tools
-	$(BIN)/ruff format --check functions tests bench tools
+	$(BIN)/ruff check functions lab tests bench tools
+	$(BIN)/ruff format --check functions lab tests bench tools
 
-typecheck: $(STAMP) ## mypy (strict) of functions/luna_ha
+typecheck: $(STAMP) ## mypy (strict) of functions/luna_ha and lab/luna_ha_lab
 	$(BIN)/mypy
 
 unit: $(STAMP) ## the pure, fast tests only
@@ -101,9 +102,11 @@ build: $(SAM_STAMP) ## sam build of the provider (function + layer for ARCH, wit
 	@# The built template's Architecture: the layer's, and no other (tools/pin_architecture.py).
 	$(SAM_VENV)/bin/python tools/pin_architecture.py .aws-sam/build $(ARCH)
 
-wheel: $(STAMP) ## build the distribution (wheel) into dist/
-	$(BIN)/python -m pip wheel -q --no-deps -w dist . $(QUIET_PIP)
+wheel: $(STAMP) ## build the wheels into dist/: luna-ha (what a member installs) and luna-ha-lab (its demo extra)
+	@# setuptools adds to build/lib and never prunes it: a module moved away would ship from there.
+	rm -rf build lab/build
+	$(BIN)/python -m pip wheel -q --no-deps -w dist . ./lab $(QUIET_PIP)
 	@ls dist/*.whl
 
 clean: ## remove the venvs and every build, cache and dist directory
-	rm -rf $(VENV) $(SAM_VENV) build dist .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) build lab/build dist .aws-sam .mypy_cache .ruff_cache .pytest_cache

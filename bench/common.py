@@ -22,9 +22,9 @@ from tests.functional.lab import Lab  # noqa: E402
 from luna_ha.coordination import Coordinator  # noqa: E402
 from luna_ha.engine import ApplianceReport, Engine, RunReport  # noqa: E402
 from luna_ha.secrets import SecretReader  # noqa: E402
-from luna_ha.sim.localaws import TABLE  # noqa: E402
 from luna_ha.spec import GroupSpec, parse_properties  # noqa: E402
 from luna_ha.store import ParameterStore  # noqa: E402
+from luna_ha_lab.localaws import TABLE  # noqa: E402
 
 #: Seconds of each command, as a multiple of a read's (``hsm show``, ``partition list``, ``client
 #: list/show/fingerprint``, ``hsm logout``). SCP transfers carry no added latency.

@@ -176,7 +176,7 @@ class Backend:
     name = ""
 
     def __init__(self) -> None:
-        from luna_ha.sim.localaws import LabSecrets
+        from luna_ha_lab.localaws import LabSecrets
 
         self.group = LabSecrets.generate()
         self.appliances: list[ApplianceInfo] = []
@@ -229,8 +229,8 @@ class Backend:
 
     def _seed(self, appliances: Sequence[ApplianceInfo]) -> None:
         from luna_ha.coordination import create_table
-        from luna_ha.sim.localaws import TABLE
         from luna_ha.spec import host_key_fingerprint
+        from luna_ha_lab.localaws import TABLE
 
         if not self._seeded:  # the first time: the provider's coordination table
             create_table(boto3.client("dynamodb", region_name=REGION), TABLE)

@@ -213,8 +213,8 @@ class SecretScan:
         import luna_ha.cli
         import luna_ha.client.cli
         from luna_ha.errors import LunaHAError
-        from luna_ha.sim import cfn_receiver
         from luna_ha.sim.server import SimulatedAppliance
+        from luna_ha_lab import cfn_receiver
 
         scan = self
 

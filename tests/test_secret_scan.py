@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from moto import mock_aws
 
 from luna_ha.errors import ApplianceError
-from luna_ha.sim.cfn_receiver import ReceivedResponse
 from luna_ha.sim.server import SimulatedAppliance
+from luna_ha_lab.cfn_receiver import ReceivedResponse
 from tests.secret_scan import PLUGIN_NAME, SecretScan, _Tee
 
 PASSWORD = "Planted-Pa55-" + str(time.time_ns())

@@ -6,6 +6,9 @@
   ``luna_ha.app.handler`` and receives crhelper's answer over HTTPS on 127.0.0.1 (throwaway CA);
 - an ASG member (simulated Luna client tools) that runs ``luna-ha client bootstrap`` after the
   Create and again after a rotation.
+
+The local AWS and CloudFormation are :mod:`luna_ha_lab` (the ``demo`` extra), imported lazily
+once :func:`~luna_ha.sim.lab.require_local_aws` has found it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ The whole lifecycle on this machine, nothing outside 127.0.0.0/8:
   - an Auto Scaling group member (simulated Luna client tools) that runs
     'luna-ha client bootstrap' after the Create and again after a rotation.
 
-Needs moto's server, which a plain install does not bring: pip install 'luna-ha[demo]'.
+Needs the local AWS of luna-ha-lab and moto's server, which a plain install does not
+bring: pip install 'luna-ha[demo]'.
 """
 
 
@@ -60,15 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
 def demo_main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = out or sys.stdout
-    from luna_ha.sim.localaws import require_local_aws
+    from luna_ha.sim.lab import LabSecrets, require_local_aws
 
     require_local_aws("demo")
     if not args.verbose:
         for key, value in _QUIET.items():
             os.environ.setdefault(key, value)
 
-    from luna_ha.sim.localaws import LabSecrets, group_properties, local_aws, seed_secrets
     from luna_ha.sim.server import SimulatedAppliance
+    from luna_ha_lab.localaws import group_properties, local_aws, seed_secrets
 
     lab = LabSecrets.generate()
     started = time.monotonic()
@@ -98,7 +102,7 @@ def demo_main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> i
                 return group_properties(appliances[:members], clients={"web": rotation}, **extra)
 
             from luna_ha.app import build_handler
-            from luna_ha.sim.cloudformation import LocalCloudFormation, LocalStack
+            from luna_ha_lab.cloudformation import LocalCloudFormation, LocalStack
 
             with LocalCloudFormation(
                 build_handler(), timeout_seconds=900, environment_factory=build_handler

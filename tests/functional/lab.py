@@ -17,10 +17,10 @@ import boto3
 from luna_ha.coordination import Coordinator, create_table
 from luna_ha.engine import Engine
 from luna_ha.secrets import SecretReader
-from luna_ha.sim.localaws import TABLE, LabSecrets, local_aws, seed_secrets
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
 from luna_ha.spec import GroupSpec, parse_properties
 from luna_ha.store import ParameterStore
+from luna_ha_lab.localaws import TABLE, LabSecrets, local_aws, seed_secrets
 
 REGION = "us-east-1"
 

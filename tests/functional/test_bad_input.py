@@ -34,9 +34,9 @@ from hypothesis import strategies as st
 from luna_ha import cli
 from luna_ha.lunash import commands
 from luna_ha.secrets import SecretReader
-from luna_ha.sim.cloudformation import LocalCloudFormation, Response
-from luna_ha.sim.localaws import LabSecrets, group_properties, local_aws, seed_secrets
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
+from luna_ha_lab.cloudformation import LocalCloudFormation, Response
+from luna_ha_lab.localaws import LabSecrets, group_properties, local_aws, seed_secrets
 
 LOGICAL = "Group"
 

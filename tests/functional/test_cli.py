@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from luna_ha.cli import main
-from luna_ha.sim.localaws import LabSecrets, group_properties
 from luna_ha.sim.server import SimulatedAppliance
+from luna_ha_lab.localaws import LabSecrets, group_properties
 from tests.functional.lab import parameters, served_lab
 
 
@@ -293,11 +293,13 @@ def test_aws_region_alone_is_enough(setup: Setup, monkeypatch: pytest.MonkeyPatc
     assert "apply: ok" in out
 
 
-def test_demo_without_moto_names_the_extra() -> None:
-    """A plain ``pip install luna-ha`` has no moto: the demo says what to install, no traceback."""
+@pytest.mark.parametrize("missing", ["moto", "luna_ha_lab"])
+def test_demo_without_its_extra_names_the_extra(missing: str) -> None:
+    """A plain ``pip install luna-ha`` has neither moto nor the lab (luna-ha-lab): the demo and
+    ``simulate --aws`` say what to install, no traceback."""
     script = (
         "import sys\n"
-        "sys.modules['moto'] = None  # as if not installed\n"
+        f"sys.modules[{missing!r}] = None  # as if not installed\n"
         "from luna_ha.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
@@ -312,8 +314,30 @@ def test_demo_without_moto_names_the_extra() -> None:
         )
         assert result.returncode == 1, result.stderr
         assert "Traceback" not in result.stderr
-        assert "'moto' is not installed: pip install 'luna-ha[demo]'" in result.stderr
+        assert f"'{missing}' is not installed: pip install 'luna-ha[demo]'" in result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr
         assert result.stdout == ""
+
+
+def test_simulate_without_aws_needs_no_lab() -> None:
+    """The appliance simulator is part of a plain install: without ``--aws`` it never imports the lab."""
+    script = (
+        "import sys\n"
+        "sys.modules['luna_ha_lab'] = None  # as if not installed\n"
+        "from luna_ha.sim import cli\n"
+        "cli.wait_for_interrupt = lambda: (_ for _ in ()).throw(KeyboardInterrupt)\n"
+        "sys.exit(cli.simulate_main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "-n", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Stopping." in result.stdout and "127.0.0.1" in result.stdout
 
 
 def test_bootstrap_without_region_says_so_and_honours_aws_region_alone(

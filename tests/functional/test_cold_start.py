@@ -16,8 +16,8 @@ from typing import Any
 import botocore.session
 import pytest
 
-from luna_ha.sim.cloudformation import LocalCloudFormation, LocalStack
-from luna_ha.sim.localaws import group_properties
+from luna_ha_lab.cloudformation import LocalCloudFormation, LocalStack
+from luna_ha_lab.localaws import group_properties
 from tests.functional.lab import served_lab
 
 POLLING_CLIENTS = {"lambda", "events", "logs"}

@@ -23,9 +23,9 @@ from luna_ha.clock import Deadline
 from luna_ha.engine import GroupRunError, ResourceDeleted
 from luna_ha.errors import LunaHAError
 from luna_ha.ownership import ownership_token
-from luna_ha.sim.localaws import TABLE, fingerprints
 from luna_ha.sim.server import wait_for
 from luna_ha.spec import parse_properties
+from luna_ha_lab.localaws import TABLE, fingerprints
 from tests.functional.lab import Lab, running_lab
 
 ID = "faults|Group|payments"

@@ -64,13 +64,13 @@ from luna_ha.coordination import create_table
 from luna_ha.engine import Engine, GroupRunError, RunReport
 from luna_ha.ownership import ownership_token, parse_registration
 from luna_ha.resource import MAX_REASON, physical_id_for, short_reason
-from luna_ha.sim.cloudformation import LocalCloudFormation, Response
 from luna_ha.sim.faults import Faults, Hang
 from luna_ha.sim.journal import Journal
-from luna_ha.sim.localaws import TABLE, LabSecrets, group_properties, local_aws, seed_secrets
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
 from luna_ha.sim.state import ApplianceModel, RegisteredClient
 from luna_ha.spec import GroupSpec, parse_properties
+from luna_ha_lab.cloudformation import LocalCloudFormation, Response
+from luna_ha_lab.localaws import TABLE, LabSecrets, group_properties, local_aws, seed_secrets
 from tests.functional.lab import Lab
 
 ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/matrix/1|Group|payments"

@@ -13,9 +13,9 @@ from typing import Any
 import boto3
 import pytest
 
-from luna_ha.sim.cloudformation import LocalCloudFormation, LocalStack
-from luna_ha.sim.localaws import TABLE, LabSecrets, group_properties
 from luna_ha.sim.server import SimulatedAppliance
+from luna_ha_lab.cloudformation import LocalCloudFormation, LocalStack
+from luna_ha_lab.localaws import TABLE, LabSecrets, group_properties
 from tests.functional.lab import parameters, served_lab
 
 LOGICAL = "Group"

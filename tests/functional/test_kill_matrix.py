@@ -36,9 +36,9 @@ from luna_ha.certs import credential_matches, luna_fingerprint
 from luna_ha.coordination import Coordinator
 from luna_ha.ownership import ownership_token
 from luna_ha.resource import physical_id_for
-from luna_ha.sim.cloudformation import LocalCloudFormation
-from luna_ha.sim.localaws import TABLE, LabSecrets, group_properties
 from luna_ha.sim.server import SimulatedAppliance
+from luna_ha_lab.cloudformation import LocalCloudFormation
+from luna_ha_lab.localaws import TABLE, LabSecrets, group_properties
 from tests.functional.lab import parameters, served_lab
 
 LOGICAL = "Group"
@@ -70,7 +70,7 @@ CHILD = textwrap.dedent(
     for action, kind in appliance.STEPS.items():
         appliance.STEPS[action] = dataclasses.replace(kind, budget=0.2)
     from luna_ha import app
-    from luna_ha.sim.cloudformation import FakeLambdaContext
+    from luna_ha_lab.cloudformation import FakeLambdaContext
     event = json.loads(sys.stdin.read())
     context = FakeLambdaContext(
         "luna-ha-provider", "$LATEST", "arn:aws:lambda:us-east-1:123456789012:function:luna-ha-provider",

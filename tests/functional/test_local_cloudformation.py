@@ -24,8 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from luna_ha.sim.cfn_receiver import make_throwaway_ca
-from luna_ha.sim.cloudformation import (
+from luna_ha_lab.cfn_receiver import make_throwaway_ca
+from luna_ha_lab.cloudformation import (
     LocalCloudFormation,
     LocalStack,
     NoResponse,

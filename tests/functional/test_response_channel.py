@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from luna_ha.sim.cfn_receiver import ResponseReceiver
-from luna_ha.sim.cloudformation import FakeLambdaContext, LocalCloudFormation
-from luna_ha.sim.localaws import local_aws
+from luna_ha_lab.cfn_receiver import ResponseReceiver
+from luna_ha_lab.cloudformation import FakeLambdaContext, LocalCloudFormation
+from luna_ha_lab.localaws import local_aws
 
 BODY = {
     "Status": "SUCCESS",

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from luna_ha.cli import main
-from luna_ha.sim.localaws import LabSecrets, group_properties
 from luna_ha.sim.server import SimulatedAppliance
+from luna_ha_lab.localaws import LabSecrets, group_properties
 from tests.functional.lab import REGION, parameters, served_lab
 
 GROUP = "/luna-ha/payments/group"

@@ -24,9 +24,9 @@ from moto import mock_aws
 from luna_ha.cli import main
 from luna_ha.coordination import Coordinator
 from luna_ha.engine import GroupRunError
-from luna_ha.sim.cloudformation import LocalCloudFormation, LocalStack, Response
-from luna_ha.sim.localaws import TABLE, LabSecrets, fingerprints, group_properties, manager_secret_name
 from luna_ha.sim.server import SimulatedAppliance
+from luna_ha_lab.cloudformation import LocalCloudFormation, LocalStack, Response
+from luna_ha_lab.localaws import TABLE, LabSecrets, fingerprints, group_properties, manager_secret_name
 from tests.functional.lab import Lab, parameters, running_lab, served_lab
 
 LOGICAL = "Group"

@@ -46,9 +46,9 @@ from luna_ha.planner import (
     Step,
     plan_appliance,
 )
-from luna_ha.sim.localaws import fingerprints
 from luna_ha.sim.server import SimulatedAppliance
 from luna_ha.spec import parse_properties
+from luna_ha_lab.localaws import fingerprints
 from tests.functional.lab import Lab, running_lab
 
 ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/zero/1|Group|payments"

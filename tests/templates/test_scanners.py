@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = [REPO / "templates" / "provider.yaml", REPO / "templates" / "example-group.yaml"]
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 SKIP_CHECKOV = "LUNA_HA_SKIP_CHECKOV"
+# What bandit reads: the package and the lab (the AWS test doubles of the demo extra).
+CODE = ("functions", "lab/luna_ha_lab")
 
 # (check id, resource): why the finding is accepted.
 CHECKOV_EXPLAINED = {
@@ -69,13 +71,13 @@ BANDIT_EXPLAINED = {
     ("functions/luna_ha/client/chrystoki.py", "B105", 'VIRTUAL_TOKEN = "VirtualToken"'): (
         "a Chrystoki.conf section name, not a password"
     ),
-    ("functions/luna_ha/sim/localaws.py", "B105", 'ADMIN_SECRET = "luna/admin"'): (
+    ("lab/luna_ha_lab/localaws.py", "B105", 'ADMIN_SECRET = "luna/admin"'): (
         "the name of a secret of the local simulator, not its value"
     ),
-    ("functions/luna_ha/sim/localaws.py", "B105", 'PARTITION_SECRET = "luna/partition"'): (
+    ("lab/luna_ha_lab/localaws.py", "B105", 'PARTITION_SECRET = "luna/partition"'): (
         "the name of a secret of the local simulator, not its value"
     ),
-    ("functions/luna_ha/sim/localaws.py", "B105", '"AWS_SECRET_ACCESS_KEY": "local",'): (
+    ("lab/luna_ha_lab/localaws.py", "B105", '"AWS_SECRET_ACCESS_KEY": "local",'): (
         "a dummy credential for moto on 127.0.0.1 (the demo and simulator), never a real one"
     ),
     (
@@ -86,7 +88,7 @@ BANDIT_EXPLAINED = {
         "jitter of a retry's backoff, so that contending runs do not meet again in step: timing, not "
         "a secret or a token"
     ),
-    ("functions/luna_ha/sim/localaws.py", "B310", "urllib.request.urlopen(reset, timeout=10).close()"): (
+    ("lab/luna_ha_lab/localaws.py", "B310", "urllib.request.urlopen(reset, timeout=10).close()"): (
         "POSTs to moto's reset URL of the simulator's own server on 127.0.0.1 (http://, built here)"
     ),
 }
@@ -95,9 +97,9 @@ BANDIT_EXPLAINED = {
 BANDIT_ASSERTS = {
     "functions/luna_ha/client/chrystoki.py": 3,
     "functions/luna_ha/sim/appliance.py": 3,
-    "functions/luna_ha/sim/cloudformation.py": 1,
     "functions/luna_ha/sim/server.py": 2,
     "functions/luna_ha/sim/terminal.py": 2,
+    "lab/luna_ha_lab/cloudformation.py": 1,
 }
 
 
@@ -150,7 +152,7 @@ def test_cfn_lint_with_informational_rules_finds_nothing(template: Path) -> None
 
 def test_bandit_findings_are_all_explained() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bandit", "--recursive", "functions", "--format", "json", "--quiet"],
+        [sys.executable, "-m", "bandit", "--recursive", *CODE, "--format", "json", "--quiet"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -180,7 +182,7 @@ def test_bandit_findings_are_all_explained() -> None:
     assert report["metrics"]["_totals"]["skipped_tests"] == 1
     nosec = [
         (str(p.relative_to(REPO)), n)
-        for p in sorted((REPO / "functions").rglob("*.py"))
+        for p in sorted(path for code in CODE for path in (REPO / code).rglob("*.py"))
         for n, text in enumerate(p.read_text().splitlines(), 1)
         if "nosec" in text
     ]

@@ -1,4 +1,5 @@
-"""The release basics: the Makefile's contract, the distribution's license and extras."""
+"""The release basics: the Makefile's contract, the distributions' licenses and extras, and what the
+wheel a member installs carries (and what it leaves to the lab's)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,20 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
+import zipfile
+from email.parser import HeaderParser
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+LAB_PYPROJECT = tomllib.loads((ROOT / "lab" / "pyproject.toml").read_text())
+VERSION = PYPROJECT["project"]["version"]
+#: The AWS test doubles: in the luna-ha-lab wheel, never in the luna-ha one.
+LAB_MODULES = ("cloudformation.py", "cfn_receiver.py", "localaws.py")
 
 needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
@@ -78,18 +86,78 @@ def test_make_venv_passes_a_quiet_pip_that_succeeds(tmp_path: Path) -> None:
 
 
 def test_license_is_an_spdx_expression_with_the_license_file() -> None:
-    project = PYPROJECT["project"]
-    assert project["license"] == "Apache-2.0"
-    assert project["license-files"] == ["LICENSE"]
+    for pyproject in (PYPROJECT, LAB_PYPROJECT):
+        project = pyproject["project"]
+        assert project["license"] == "Apache-2.0"
+        assert project["license-files"] == ["LICENSE"]
+    assert (ROOT / "lab" / "LICENSE").read_text() == (ROOT / "LICENSE").read_text()
     text = (ROOT / "LICENSE").read_text()
     assert text.lstrip().startswith("Apache License")
     assert "Version 2.0, January 2004" in text
     assert "END OF TERMS AND CONDITIONS" in text
 
 
-def test_demo_extra_brings_motos_server() -> None:
-    extras = PYPROJECT["project"]["optional-dependencies"]
-    assert any(req.startswith("moto[server]") for req in extras["demo"])
+def test_demo_extra_brings_the_lab_which_brings_motos_server() -> None:
+    """``pip install 'luna-ha[demo]'`` installs luna-ha-lab of the same version, and it moto's server."""
+    lab = LAB_PYPROJECT["project"]
+    assert lab["name"] == "luna-ha-lab" and lab["version"] == VERSION
+    assert PYPROJECT["project"]["optional-dependencies"]["demo"] == [f"luna-ha-lab=={VERSION}"]
+    assert f"luna-ha=={VERSION}" in lab["dependencies"]
+    assert any(req.startswith("moto[server]") for req in lab["dependencies"])
+
+
+def build_wheels(tmp_path: Path) -> dict[str, zipfile.ZipFile]:
+    """The two wheels, built as ``make wheel`` builds them but offline (the venv's setuptools) and
+    from a copy of the sources, so that nothing left in ``build/`` by an earlier build can slip in."""
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "functions" / "luna_ha", src / "functions" / "luna_ha", ignore=ignore)
+    shutil.copytree(ROOT / "lab", src / "lab", ignore=ignore)  # copies the LICENSE link's target
+    dist = tmp_path / "dist"
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    done = subprocess.run(
+        [*pip_wheel, "-w", str(dist), str(src), str(src / "lab")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    wheels = {path.name.split("-")[0]: zipfile.ZipFile(path) for path in dist.glob("*.whl")}
+    assert sorted(wheels) == ["luna_ha", "luna_ha_lab"], sorted(dist.iterdir())
+    return wheels
+
+
+def metadata(wheel: zipfile.ZipFile) -> list[str]:
+    (name,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    return HeaderParser().parsestr(wheel.read(name).decode()).get_all("Requires-Dist") or []
+
+
+def test_the_members_wheel_carries_the_simulator_but_not_the_aws_test_doubles(tmp_path: Path) -> None:
+    wheels = build_wheels(tmp_path)
+    member = wheels["luna_ha"].namelist()
+    lab = wheels["luna_ha_lab"].namelist()
+
+    # the appliance simulator (``luna-ha simulate``) is a feature of the product: it ships
+    assert {"luna_ha/sim/server.py", "luna_ha/sim/cli.py", "luna_ha/sim/lab.py", "luna_ha/demo.py"} <= set(
+        member
+    )
+    assert [n for n in member if n.rsplit("/", 1)[-1] in LAB_MODULES] == []
+    assert [n for n in member if n.startswith("luna_ha_lab/")] == []
+    assert f'luna-ha-lab=={VERSION}; extra == "demo"' in metadata(wheels["luna_ha"])
+    plain = [req for req in metadata(wheels["luna_ha"]) if "extra ==" not in req]
+    assert plain and not any(req.startswith(("moto", "luna-ha-lab")) for req in plain)
+
+    assert sorted(n for n in lab if not n.startswith(f"luna_ha_lab-{VERSION}.dist-info/")) == [
+        "luna_ha_lab/__init__.py",
+        *(f"luna_ha_lab/{module}" for module in sorted(LAB_MODULES)),
+        "luna_ha_lab/py.typed",
+    ]
+    assert f"luna_ha_lab-{VERSION}.dist-info/licenses/LICENSE" in lab
+    assert f"luna-ha=={VERSION}" in metadata(wheels["luna_ha_lab"])
 
 
 def test_changelog_has_an_unreleased_section_and_the_first_version() -> None:

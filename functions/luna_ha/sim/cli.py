@@ -7,7 +7,8 @@ credentials. Printing them is the point of this local test tool; nothing else do
 
 With ``--aws`` it also runs moto's server on 127.0.0.1, creates the secrets a group needs there,
 writes a ready group file (``--group-file``), and prints the ``export`` lines that point the CLI
-at it: ``luna-ha apply -c group.yaml`` then works in another terminal.
+at it: ``luna-ha apply -c group.yaml`` then works in another terminal. That needs the ``demo``
+extra (:mod:`luna_ha_lab` and moto), which a plain install does not bring.
 """
 
 from __future__ import annotations
@@ -20,14 +21,7 @@ from typing import TextIO
 
 import yaml
 
-from luna_ha.sim.localaws import (
-    LabSecrets,
-    environment,
-    group_properties,
-    local_aws,
-    require_local_aws,
-    seed_secrets,
-)
+from luna_ha.sim.lab import LabSecrets, require_local_aws
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
 
 
@@ -123,6 +117,9 @@ def simulate_main(argv: list[str] | None = None, *, out: TextIO | None = None) -
         for index, appliance in enumerate(appliances, 1):
             print(describe(appliance, index) + "\n", file=out)
         if args.aws:
+            # the lab is an extra (require_local_aws checked it is installed)
+            from luna_ha_lab.localaws import environment, group_properties, local_aws, seed_secrets
+
             with local_aws() as endpoint:
                 seed_secrets(appliances, lab)
                 Path(args.group_file).write_text(

@@ -8,15 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from luna_ha.coordination import TABLE_ENV, create_table
-from luna_ha.errors import SetupError
+from luna_ha.sim.lab import LabSecrets as LabSecrets  # re-exported: the lab's users take it from here
 from luna_ha.sim.server import SimulatedAppliance
 from luna_ha.spec import host_key_fingerprint
 
@@ -33,37 +31,8 @@ _AWS_ENV = (
 )
 
 
-@dataclass(frozen=True)
-class LabSecrets:
-    """The shared secrets of a simulated group: every member has the same admin password and domain."""
-
-    admin_password: str = field(repr=False)
-    domain: str = field(repr=False)
-    partition_password: str = field(repr=False)
-
-    @classmethod
-    def generate(cls) -> LabSecrets:
-        # a letter first: lunash would read a value starting with '-' as an option
-        return cls(*("s" + secrets.token_urlsafe(12) for _ in range(3)))
-
-
 def manager_secret_name(appliance: SimulatedAppliance) -> str:
     return f"luna/manager/{appliance.hostname}"
-
-
-DEMO_EXTRA = "pip install 'luna-ha[demo]'"
-
-
-def require_local_aws(command: str) -> None:
-    """Raise :class:`SetupError` naming the extra to install when moto's server is missing (it is
-    not a dependency of a plain install)."""
-    try:
-        import moto.server  # noqa: F401 - only whether it imports
-    except ModuleNotFoundError as exc:
-        raise SetupError(
-            f"luna-ha {command} runs moto's server as its local AWS, and the module "
-            f"'{(exc.name or 'moto').split('.')[0]}' is not installed: {DEMO_EXTRA}"
-        ) from None
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 Three layers, each usable alone:
 
-* :class:`ResponseReceiver` (in :mod:`luna_ha.sim.cfn_receiver`, re-exported here): the HTTPS
+* :class:`ResponseReceiver` (in :mod:`luna_ha_lab.cfn_receiver`, re-exported here): the HTTPS
   endpoint on 127.0.0.1 with a throwaway CA, trusted through ``SSL_CERT_FILE`` for its lifetime,
   that takes the ``PUT`` of the response document. crhelper's sender is not patched.
 * :class:`LocalCloudFormation`: builds events shaped like CloudFormation's (every scalar property
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final
 
-from luna_ha.sim.cfn_receiver import (
+from luna_ha_lab.cfn_receiver import (
     FAILED,
     SUCCESS,
     NoResponse,
