@@ -421,6 +421,7 @@ UNFINISHED_ADVICE = (
     "initializes the partition and its Crypto Officer and changes the Crypto Officer's first "
     "password), then run this bootstrap again"
 )
+_LEFT_AS_IT_WAS = "the HA group is left as it was before this run"
 
 
 def _not_ready(member: Member, reason: str) -> PartitionNotReady:
@@ -435,7 +436,20 @@ def _not_ready(member: Member, reason: str) -> PartitionNotReady:
             if reason == "CKR_PIN_LOCKED"
             else UNFINISHED_ADVICE
         )
-    return PartitionNotReady(member.host, member.serial, reason, f"{what}; {advice}. No HA group was built")
+    return PartitionNotReady(member.host, member.serial, reason, f"{what}; {advice}; {_LEFT_AS_IT_WAS}")
+
+
+def _wrong_password(member: Member) -> ClientToolError:
+    """CKR_PIN_INCORRECT: the secret is wrong, or (Luna 7) the Crypto Officer still has the initial
+    password the provider set, which members never have."""
+    return ClientToolError(
+        f"Partition {member.serial} on {member.host} refused the login (CKR_PIN_INCORRECT): the partition "
+        "secret's password is not the one members log in with (on a Luna 7 appliance, the Crypto "
+        "Officer's). If the provider has not finished the partition, its Crypto Officer still has "
+        "its initial password: re-run the stack update; otherwise correct the partition secret. Each "
+        "refused login uses up one of the partition's login attempts: do not retry in a loop; "
+        f"{_LEFT_AS_IT_WAS}"
+    )
 
 
 def _group_is_stale(conf: ChrystokiConf, label: str, serials: list[str]) -> bool:
@@ -466,9 +480,11 @@ def _build_group(
             return call(*args)
         except ClientToolError as exc:
             reason = login_failure(str(exc))
-            if reason is None:
-                raise
-            raise _not_ready(member, reason) from exc
+            if reason is not None:
+                raise _not_ready(member, reason) from exc
+            if "CKR_PIN_INCORRECT" in str(exc):
+                raise _wrong_password(member) from exc
+            raise
 
     conf = run.read_conf(config_path)
     if _group_is_stale(conf, label, serials):
