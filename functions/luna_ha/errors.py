@@ -38,6 +38,19 @@ class ClientToolError(LunaHAError):
     """A Luna client tool (vtl, lunacm) failed on an ASG member."""
 
 
+class PartitionNotReady(ClientToolError):
+    """An HA member's partition cannot take its members yet (Luna 7: not initialized, Crypto Officer
+    not initialized, or its first password still to be changed). ``host``, ``serial`` and
+    ``reason`` (the PKCS#11 result, or ``no label``) say which; the message says what to do."""
+
+    def __init__(self, host: str, serial: str, reason: str, problem: str) -> None:
+        self.host = host
+        self.serial = serial
+        self.reason = reason
+        self.problem = problem
+        super().__init__(f"Partition {serial} on {host}: {problem}")
+
+
 class DeadlineExceeded(LunaHAError):
     """The run's deadline arrived before all steps were done; a re-run converges the rest."""
 

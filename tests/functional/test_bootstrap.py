@@ -29,7 +29,7 @@ from luna_ha.client.bootstrap import (
 from luna_ha.client.chrystoki import find_ha_group, parse_chrystoki, registered_servers
 from luna_ha.client.cli import bootstrap_main
 from luna_ha.client.tools import ClientTools, CompletedRun
-from luna_ha.errors import ClientToolError, SecretError
+from luna_ha.errors import ClientToolError, PartitionNotReady, SecretError
 from luna_ha.layout import (
     GroupDocument,
     Member,
@@ -39,7 +39,8 @@ from luna_ha.layout import (
     plan_parameters,
     server_cert_name,
 )
-from luna_ha.sim.client_tools import install_simulated_client
+from luna_ha.sim.client_tools import install_simulated_client, partitions_json
+from luna_ha.sim.state import ApplianceModel, RegisteredClient
 from luna_ha.store import ParameterStore
 
 PATH = "/luna-ha/payments"
@@ -99,8 +100,9 @@ class World:
         hosts: tuple[str, ...] = HOSTS,
         servers: dict[str, str] | None = None,
         clients: tuple[str, ...] = ("web",),
+        serials: Mapping[str, str] | None = None,
     ) -> None:
-        serial_of = dict(zip(HOSTS, SERIALS, strict=True))
+        serial_of = dict(serials or zip(HOSTS, SERIALS, strict=True))
         document = GroupDocument(
             owner="stack-Group-payments-1a2b3c",
             label=LABEL,
@@ -558,6 +560,183 @@ def test_the_simulated_tools_refuse_a_password_on_their_command_line(make_world:
     assert PASSWORD not in done.stdout
     assert world.sim_journal()[-1]["secret_on_command_line"] is True
     assert PASSWORD not in world.journal.read_text()
+
+
+# --- Luna Network HSM 7 appliances ----------------------------------------------------------------
+#
+# The appliances are simulated models (dialect 7.8) whose partitions are brought along straight
+# through the model, as the provider would leave them; the group document publishes their serials
+# and server certificates as the provider does. The simulated client sees each model through
+# LUNA_HA_SIM_PARTITIONS (what NTLS shows the registered client).
+
+HSM_SERIALS_7 = ("154704", "154705", "154706")
+STAGES_7 = ("uninitialized", "co_uninitialized", "pin_to_be_changed", "ready")
+PSO_PASSWORD = "Pso-Pa55-NEVER-SHOWN"
+CO_TEMPORARY = "Co-Temp-Pa55-NEVER-SHOWN"
+DOMAIN_7 = "Domain-NEVER-SHOWN"
+
+
+def luna7_appliances(
+    stages: Sequence[str] = ("ready",) * 3, co_initial: str = CO_TEMPORARY
+) -> dict[str, ApplianceModel]:
+    """One 7.8 appliance per host, its partition ``payments`` at ``stages[i]``, assigned to GEN0."""
+    models = {}
+    for host, hsm_serial, stage in zip(HOSTS, HSM_SERIALS_7, stages, strict=True):
+        model = ApplianceModel.create(
+            hostname=f"hsm7-{hsm_serial}",
+            serial=hsm_serial,
+            dialect="7.8",
+            key_type="ec",
+            initialized=True,
+            admin_password="Adm1n-NEVER-SHOWN",
+            domain=DOMAIN_7,
+        )
+        model.add_uninitialized_partition("payments")
+        model.clients[GEN0] = RegisteredClient(GEN0, GEN0, False, b"", ["payments"])
+        advance_7(model, stage, co_initial)
+        models[host] = model
+    return models
+
+
+def advance_7(model: ApplianceModel, stage: str, co_initial: str = CO_TEMPORARY) -> None:
+    """Bring the partition ``payments`` on to ``stage`` (the provider's work, in the model); the
+    Crypto Officer starts with ``co_initial`` and is then changed to the members' password."""
+    partition = model.partitions["payments"]
+    target = STAGES_7.index(stage)
+    if target >= 1 and not partition.initialized:
+        model.init_partition("payments", "payments", PSO_PASSWORD, DOMAIN_7)
+    if target >= 2 and not partition.co.initialized:
+        model.init_co("payments", co_initial)
+    if target >= 3 and partition.co.pin_to_be_changed:
+        assert model.change_co_password("payments", partition.co.password or "", PASSWORD)
+
+
+def publish_7(world: World, models: dict[str, ApplianceModel], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    serials = {host: model.partitions["payments"].serial for host, model in models.items()}
+    world.publish(serials=serials, servers={h: m.server_cert.cert_pem.decode() for h, m in models.items()})
+    monkeypatch.setenv("LUNA_HA_SIM_PARTITIONS", partitions_json(models, client=GEN0))
+    return [serials[h] for h in HOSTS]
+
+
+def ha_commands(world: World) -> list[tuple[list[str], int]]:
+    return [(e["args"], e["exit"]) for e in world.sim_journal() if e["command"].startswith("hagroup")]
+
+
+def test_luna7_member_builds_the_group_from_13_digit_serials_as_crypto_officer(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = luna7_appliances()
+    world: World = make_world("7", publish=False)
+    serials = publish_7(world, models, monkeypatch)
+    for serial, hsm_serial in zip(serials, HSM_SERIALS_7, strict=True):
+        assert len(serial) == 13 and serial.isdigit() and not serial.startswith(hsm_serial)
+
+    report = world.run()
+
+    group = find_ha_group(world.conf(), LABEL)
+    assert group is not None and group.members == tuple(serials) and group.serial == "1" + serials[0]
+    assert report.group_serial == "1" + serials[0] and report.warnings == ()
+    assert ha_commands(world) == [
+        (["-c", "hagroup", "createGroup", "-label", LABEL, "-serialNumber", serials[0]], 0),
+        (["-c", "hagroup", "addMember", "-group", LABEL, "-serialNumber", serials[1]], 0),
+        (["-c", "hagroup", "addMember", "-group", LABEL, "-serialNumber", serials[2]], 0),
+        (["-c", "hagroup", "haonly", "-enable"], 0),
+        (["-c", "hagroup", "recoveryMode", "-mode", "activeEnhanced"], 0),
+    ]
+    assert [e["password_from"] for e in world.sim_journal() if e["password_from"]] == ["prompt"] * 3
+    # HA-only: lunacm shows the group's virtual slot, no longer the members' own slots
+    assert [(s.serial, s.label, s.ha_virtual) for s in world.tools().slot_list()] == [
+        ("1" + serials[0], LABEL, True)
+    ]
+    assert not world.run().changed
+
+
+def test_luna7_slot_list_shows_each_partition_as_the_luna_7_client_does(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = luna7_appliances(("ready", "uninitialized", "pin_to_be_changed"))
+    world: World = make_world("7", publish=False)
+    serials = publish_7(world, models, monkeypatch)
+    with pytest.raises(PartitionNotReady):
+        world.run()  # registers the servers, then stops at the partition without a label
+
+    slots = world.tools().slot_list()
+    assert [(s.slot_id, s.serial, s.label) for s in slots] == [
+        (0, serials[0], "payments"),
+        (1, serials[1], ""),
+        (2, serials[2], "payments"),
+    ]
+    assert all(s.has_partition_so and s.firmware == "7.8.4" and s.model == "LunaSA 7.8.5" for s in slots)
+    assert [s.initialized for s in slots] == [True, False, True]
+    assert [(s.slot, s.serial, s.label) for s in world.tools().verify()] == [
+        ("0", serials[0], "payments"),
+        ("1", serials[1], ""),
+        ("2", serials[2], "payments"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stage", "where", "reason"),
+    [
+        ("uninitialized", 1, "no label"),
+        ("co_uninitialized", 0, "CKR_USER_PIN_NOT_INITIALIZED"),
+        ("pin_to_be_changed", 1, "CKR_PIN_EXPIRED"),
+        ("pin_to_be_changed", 2, "CKR_PIN_EXPIRED"),
+    ],
+)
+def test_luna7_partition_the_provider_has_not_finished_fails_clearly_and_builds_nothing(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch, stage: str, where: int, reason: str
+) -> None:
+    """CKR_PIN_EXPIRED: the Crypto Officer was initialized with the members' password itself and
+    has not made its first change yet (policy 21)."""
+    stages = ["ready"] * 3
+    stages[where] = stage
+    models = luna7_appliances(stages, co_initial=PASSWORD)
+    world: World = make_world("7", publish=False)
+    serials = publish_7(world, models, monkeypatch)
+
+    with pytest.raises(PartitionNotReady) as info:
+        world.run()
+
+    error = info.value
+    assert (error.host, error.serial, error.reason) == (HOSTS[where], serials[where], reason)
+    message = str(error)
+    assert message.startswith(f"Partition {serials[where]} on {HOSTS[where]}: ")
+    assert "the provider has not finished this partition; re-run the stack update" in message
+    assert message.endswith("the HA group is left as it was before this run")
+    for secret in (PASSWORD, PSO_PASSWORD, CO_TEMPORARY, DOMAIN_7):
+        assert secret not in message
+    text = world.config.read_text()
+    assert "VirtualToken" not in text and "HASynchronize" not in text and "HAOnly" not in text
+    # the failed member was the last HA command: nothing after it, and no setting changed
+    commands = ha_commands(world)
+    if reason == "no label":
+        assert commands == []
+    else:
+        sub, option = ("createGroup", "-label") if where == 0 else ("addMember", "-group")
+        assert commands[-1] == (["-c", "hagroup", sub, option, LABEL, "-serialNumber", serials[where]], 1)
+        assert [ok for _args, ok in commands[:-1]] == [0] * where
+
+    # once the provider has finished the partition, the next run builds the whole group
+    advance_7(models[HOSTS[where]], "ready")
+    monkeypatch.setenv("LUNA_HA_SIM_PARTITIONS", partitions_json(models, client=GEN0))
+    world.run()
+    group = find_ha_group(world.conf(), LABEL)
+    assert group is not None and group.members == tuple(serials)
+
+
+def test_luna7_login_uses_the_crypto_officers_password(
+    make_world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The partition secret holds the CO's password; the PSO's or the temporary one is refused."""
+    models = luna7_appliances()
+    world: World = make_world("7", publish=False)
+    publish_7(world, models, monkeypatch)
+    world.secrets.put_secret_value(SecretId=world.arn, SecretString=json.dumps({"password": CO_TEMPORARY}))
+    with pytest.raises(ClientToolError, match="CKR_PIN_INCORRECT") as info:
+        world.run()
+    assert not isinstance(info.value, PartitionNotReady)
+    assert find_ha_group(world.conf(), LABEL) is None
 
 
 # --- java.security -------------------------------------------------------------------------------

@@ -12,16 +12,20 @@ from luna_ha.client.tools import (
     GENERATIONS,
     ClientTools,
     CompletedRun,
+    LunacmSlot,
     build_add_member,
     build_add_server,
     build_enable_auto_recovery,
     build_enable_ha_only,
     build_new_group,
     build_show_groups,
+    build_slot_list,
     detect_generation,
     generation_named,
+    login_failure,
     parse_ha_slot,
     parse_list_servers,
+    parse_slot_list,
     parse_verify,
     parse_version,
 )
@@ -29,6 +33,13 @@ from luna_ha.errors import ClientToolError
 
 PASSWORD = "Pa55-NEVER-SHOWN"
 ROOT = Path("/usr/safenet/lunaclient")
+TRANSCRIPTS = Path(__file__).parent / "transcripts"
+#: A Luna 7 partition serial: 13 digits, not prefixed by its HSM's serial.
+SERIAL_7 = "1238696044945"
+
+
+def transcript(name: str) -> str:
+    return (TRANSCRIPTS / f"{name}.txt").read_text()
 
 
 class FakeRunner:
@@ -393,3 +404,114 @@ def test_generation_aliases() -> None:
     assert generation_named("10") is GENERATIONS["7"]
     with pytest.raises(ClientToolError, match="unknown Luna client generation"):
         generation_named("4")
+
+
+# --- Luna 7 appliances ---------------------------------------------------------------------------
+#
+# Transcripts: lunacm_slot_list_7x_uninitialized is re-drawn from the LunaCM 7.1 output a Cloudflare
+# Keyless SSL guide publishes for a just-created partition on an IBM Cloud HSM 7.0 (the serial it
+# elides is made up here); the Azure Dedicated HSM 7.2 variant of that guide shows the same fields.
+# vtl_verify_7x is re-drawn from a Thales engineer's public PKCS#11 sample notes (vtl 10.7.2 with
+# a Luna 7 appliance: slots from 0, 13-digit serial right-aligned). lunacm_slot_list_7x_ha adds
+# initialized partitions and an HA virtual slot in the same layout; the virtual slot's model and
+# configuration lines are this project's reading, not seen in published output.
+
+
+def test_vtl_verify_of_the_10x_client_reads_13_digit_serials_from_slot_0() -> None:
+    assert [(s.slot, s.serial, s.label) for s in parse_verify(transcript("vtl_verify_7x"))] == [
+        ("0", SERIAL_7, "payments"),
+        ("1", "1582775433934", "payments"),
+    ]
+
+
+def test_vtl_verify_row_of_an_uninitialized_partition_has_an_empty_label() -> None:
+    text = transcript("vtl_verify_7x").replace(f"{SERIAL_7}        payments", f"{SERIAL_7}        ")
+    rows = parse_verify(text)
+    assert [(r.serial, r.label) for r in rows] == [(SERIAL_7, ""), ("1582775433934", "payments")]
+
+
+def test_slot_list_of_a_partition_not_yet_initialized() -> None:
+    (slot,) = parse_slot_list(transcript("lunacm_slot_list_7x_uninitialized"))
+    assert slot == LunacmSlot(
+        slot_id=0,
+        label="",
+        serial=SERIAL_7,
+        model="LunaSA 7.0.0",
+        firmware="7.0.1",
+        configuration="Luna User Partition With SO (PW) Signing With Cloning Mode",
+        description="Net Token Slot",
+    )
+    assert slot.has_partition_so and not slot.initialized and not slot.ha_virtual
+
+
+def test_slot_list_with_initialized_partitions_and_the_ha_virtual_slot() -> None:
+    slots = parse_slot_list(transcript("lunacm_slot_list_7x_ha"))
+    assert [(s.slot_id, s.serial, s.label, s.ha_virtual) for s in slots] == [
+        (0, SERIAL_7, "payments", False),
+        (1, "1582775433934", "payments", False),
+        (2, "1" + SERIAL_7, "payments-ha", True),
+    ]
+    assert all(s.initialized and s.firmware == "7.8.4" for s in slots)
+    assert [s.has_partition_so for s in slots] == [True, True, False]
+
+
+def test_slot_list_skips_fields_it_does_not_know_and_lines_without_an_arrow() -> None:
+    text = transcript("lunacm_slot_list_7x_ha").replace(
+        "\tModel ->\t\tLunaVirtual\n",
+        "\tTunnel Slot Id ->\t5\n\tModel ->\t\tLunaVirtual\n\tFM HW Status ->\tNon-FM\n",
+    )
+    assert parse_slot_list(text) == parse_slot_list(transcript("lunacm_slot_list_7x_ha"))
+    assert parse_slot_list("Command Result : No Error\n") == []
+
+
+def test_slot_list_is_a_read_only_lunacm_command() -> None:
+    command = build_slot_list()
+    assert [command.tool, *command.args] == ["lunacm", "-c", "slot", "list"]
+    assert not command.mutating and command.stdin is None
+    runner = FakeRunner((0, transcript("lunacm_slot_list_7x_uninitialized")))
+    assert [s.serial for s in tools("7", runner).slot_list()] == [SERIAL_7]
+    assert runner.calls[0][0] == [f"{ROOT}/bin/lunacm", "-c", "slot", "list"]
+
+
+@pytest.mark.parametrize(
+    ("generation", "argv"),
+    [
+        ("7", ["lunacm", "-c", "hagroup", "addMember", "-group", "payments-ha", "-serialNumber", SERIAL_7]),
+        ("5.3", ["vtl", "haAdmin", "addMember", "-group", "1" + SERIAL_7, "-serialNum", SERIAL_7]),
+    ],
+)
+def test_a_13_digit_serial_is_passed_whole(generation: str, argv: list[str]) -> None:
+    command = build_add_member(
+        generation_named(generation), "payments-ha", "1" + SERIAL_7, SERIAL_7, PASSWORD
+    )
+    assert [command.tool, *command.args] == argv
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        ("Command Result : 0x000000a3 (CKR_PIN_EXPIRED)\n", "CKR_PIN_EXPIRED"),
+        (
+            f"Error: Login to the partition with serial number {SERIAL_7} failed "
+            "(CKR_USER_PIN_NOT_INITIALIZED).",
+            "CKR_USER_PIN_NOT_INITIALIZED",
+        ),
+        ("Command Result : 0x000000a4 (CKR_PIN_LOCKED)", "CKR_PIN_LOCKED"),
+        ("Error: Login failed (CKR_PIN_INCORRECT).", None),  # the password, not the partition
+        ("Command Result : 0x00000005 (CKR_GENERAL_ERROR)", None),
+        ("Error: CKR_PIN_EXPIREDX", None),
+        ("all fine", None),
+    ],
+)
+def test_login_failures_that_mean_the_partition_is_not_finished(output: str, reason: str | None) -> None:
+    assert login_failure(output) == reason
+
+
+def test_a_refused_crypto_officer_login_fails_the_ha_command_and_is_named() -> None:
+    answer = f"Error: Login to the partition with serial number {SERIAL_7} failed (CKR_PIN_EXPIRED).\n\n"
+    answer += "Command Result : 0x000000a3 (CKR_PIN_EXPIRED)\n"
+    t = tools("7", FakeRunner((0, answer)))
+    with pytest.raises(ClientToolError) as info:
+        t.new_group("payments-ha", SERIAL_7, PASSWORD)
+    assert login_failure(str(info.value)) == "CKR_PIN_EXPIRED"
+    assert PASSWORD not in str(info.value)

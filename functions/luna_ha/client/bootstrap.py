@@ -15,11 +15,19 @@ Order of work, each step skipped when it is already in place:
    ``vtl deleteServer`` when the server is registered with a certificate that is no longer the
    published one). ``<host>`` is written as :func:`luna_ha.layout.host_segment` spells it, so an
    IPv6 address or an odd name is still one safe file name.
-4. ``vtl verify`` must list every member's partition serial (read-only).
+4. ``vtl verify`` must list every member's partition serial (read-only), each with a label: a Luna 7
+   partition has none until it is initialized, and a :class:`PartitionNotReady` says so before
+   any HA command.
 5. HA group ``<label>`` from the members' serials in order: the first one creates it, the others
    are added. A group of that label whose first member differs, or that holds a serial that is
    no longer a member, is taken out of Chrystoki.conf and built again (the group exists only in
-   that file, REFERENCE §10.9). Then HA-only and auto-recovery.
+   that file, REFERENCE §10.9). Then HA-only and auto-recovery. If creating the group or adding a
+   member fails, Chrystoki.conf is put back as it was before this step, so no half-built group
+   is left; a Crypto Officer login refused because the provider has not finished the partition
+   (Luna 7: ``CKR_PIN_EXPIRED``, ``CKR_USER_PIN_NOT_INITIALIZED``) is a :class:`PartitionNotReady`.
+
+Members are mapped by the partition serials the group document publishes, whatever their length:
+a Luna 7 partition serial (13 digits) has nothing in common with its HSM's serial.
 6. The HA slot from ``vtl listSlots`` (read-only); the env file; the LunaProvider in
    ``java.security``.
 
@@ -37,7 +45,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,12 +61,15 @@ from luna_ha.client.tools import (
     DEFAULT_RECOVERY_RETRY,
     HOST_PATTERN,
     LABEL_PATTERN,
+    LOGIN_FAILURES,
     SERIAL_PATTERN,
     ClientTools,
+    ToolResult,
+    login_failure,
     parse_group_number,
     parse_ha_slot,
 )
-from luna_ha.errors import ClientToolError, StoreError
+from luna_ha.errors import ClientToolError, PartitionNotReady, StoreError
 from luna_ha.layout import (
     GroupDocument,
     Member,
@@ -82,6 +93,7 @@ __all__ = [
     "BootstrapReport",
     "MalformedParameter",
     "MissingParameter",
+    "PartitionNotReady",
     "add_luna_provider",
     "bootstrap",
     "build_env_file",
@@ -403,6 +415,43 @@ def _recovery_enabled(conf: ChrystokiConf, tools: ClientTools) -> bool:
         return False
 
 
+#: What a member's operator does about a partition the provider has not finished.
+UNFINISHED_ADVICE = (
+    "the provider has not finished this partition; re-run the stack update (the Luna HA resource "
+    "initializes the partition and its Crypto Officer and changes the Crypto Officer's first "
+    "password), then run this bootstrap again"
+)
+_LEFT_AS_IT_WAS = "the HA group is left as it was before this run"
+
+
+def _not_ready(member: Member, reason: str) -> PartitionNotReady:
+    if reason == "no label":
+        what = "is not initialized (vtl verify lists it without a label)"
+        advice = UNFINISHED_ADVICE
+    else:
+        what = f"refused the Crypto Officer login ({reason}): {LOGIN_FAILURES[reason]}"
+        advice = (
+            "its Crypto Officer password must be reset on the appliance by the Partition SO, and the "
+            "partition secret must hold that password"
+            if reason == "CKR_PIN_LOCKED"
+            else UNFINISHED_ADVICE
+        )
+    return PartitionNotReady(member.host, member.serial, reason, f"{what}; {advice}; {_LEFT_AS_IT_WAS}")
+
+
+def _wrong_password(member: Member) -> ClientToolError:
+    """CKR_PIN_INCORRECT: the secret is wrong, or (Luna 7) the Crypto Officer still has the initial
+    password the provider set, which members never have."""
+    return ClientToolError(
+        f"Partition {member.serial} on {member.host} refused the login (CKR_PIN_INCORRECT): the partition "
+        "secret's password is not the one members log in with (on a Luna 7 appliance, the Crypto "
+        "Officer's). If the provider has not finished the partition, its Crypto Officer still has "
+        "its initial password: re-run the stack update; otherwise correct the partition secret. Each "
+        "refused login uses up one of the partition's login attempts: do not retry in a loop; "
+        f"{_LEFT_AS_IT_WAS}"
+    )
+
+
 def _group_is_stale(conf: ChrystokiConf, label: str, serials: list[str]) -> bool:
     group = find_ha_group(conf, label)
     if group is None:
@@ -413,6 +462,53 @@ def _group_is_stale(conf: ChrystokiConf, label: str, serials: list[str]) -> bool
 def _ha_needs_password(conf: ChrystokiConf, label: str, serials: list[str]) -> bool:
     group = find_ha_group(conf, label)
     return group is None or _group_is_stale(conf, label, serials) or not set(serials) <= set(group.members)
+
+
+def _build_group(
+    run: _Run,
+    tools: ClientTools,
+    config_path: Path,
+    document: GroupDocument,
+    partition_password: Callable[[], str],
+) -> None:
+    """Create the HA group or add the members it lacks, logging in to each member as the tools do."""
+    label, members = document.label, document.members
+    serials = [m.serial for m in members]
+
+    def as_member(member: Member, call: Callable[..., ToolResult], *args: str) -> ToolResult:
+        try:
+            return call(*args)
+        except ClientToolError as exc:
+            reason = login_failure(str(exc))
+            if reason is not None:
+                raise _not_ready(member, reason) from exc
+            if "CKR_PIN_INCORRECT" in str(exc):
+                raise _wrong_password(member) from exc
+            raise
+
+    conf = run.read_conf(config_path)
+    if _group_is_stale(conf, label, serials):
+        old = find_ha_group(conf, label)
+        remove_ha_group(conf, label)
+        run.write_conf(
+            config_path, conf, f"HA group {label} with members {','.join(old.members if old else ())} removed"
+        )
+    group = find_ha_group(conf, label)
+    number = group.serial if group is not None else ""
+    if group is None:
+        result = as_member(members[0], tools.new_group, label, serials[0], partition_password())
+        run.change(f"created HA group {label} with {serials[0]}")
+        number = parse_group_number(result.output) or ""
+        conf = run.read_conf(config_path)
+        group = find_ha_group(conf, label)
+        if group is None:
+            raise ClientToolError(f"HA group {label} is not in {config_path} after creating it")
+        number = number or group.serial
+    for member in members[1:]:
+        if member.serial in group.members:
+            continue
+        as_member(member, tools.add_member, label, number, member.serial, partition_password())
+        run.change(f"added {member.serial} to HA group {label}")
 
 
 def bootstrap(
@@ -491,40 +587,28 @@ def bootstrap(
         else:
             run.change(f"vtl addServer {member.host}")
 
-    # 4. every member's partition must be visible through NTLS.
-    visible = {slot.serial for slot in tools.verify()}
-    missing = [m for m in document.members if m.serial not in visible]
+    # 4. every member's partition must be visible through NTLS, and initialized.
+    labels = {slot.serial: slot.label.strip() for slot in tools.verify()}
+    missing = [m for m in document.members if m.serial not in labels]
     if missing:
         raise ClientToolError(
             "vtl verify does not list the partition(s) "
             + ", ".join(f"{m.serial} of {m.host}" for m in missing)
             + ": check that this client's certificate is registered and assigned on the appliance(s)"
         )
+    unlabelled = [m for m in document.members if not labels[m.serial]]
+    if unlabelled:
+        raise _not_ready(unlabelled[0], "no label")
 
     # 5. the HA group, HA-only, auto-recovery.
-    conf = run.read_conf(config_path)
-    if _group_is_stale(conf, label, serials):
-        old = find_ha_group(conf, label)
-        remove_ha_group(conf, label)
-        run.write_conf(
-            config_path, conf, f"HA group {label} with members {','.join(old.members if old else ())} removed"
-        )
-    group = find_ha_group(conf, label)
-    number = group.serial if group is not None else ""
-    if group is None:
-        result = tools.new_group(label, serials[0], partition_password())
-        run.change(f"created HA group {label} with {serials[0]}")
-        number = parse_group_number(result.output) or ""
-        conf = run.read_conf(config_path)
-        group = find_ha_group(conf, label)
-        if group is None:
-            raise ClientToolError(f"HA group {label} is not in {config_path} after creating it")
-        number = number or group.serial
-    for serial in serials[1:]:
-        if serial in group.members:
-            continue
-        tools.add_member(label, number, serial, partition_password())
-        run.change(f"added {serial} to HA group {label}")
+    before_group = _read_bytes(config_path)
+    try:
+        _build_group(run, tools, config_path, document, partition_password)
+    except ClientToolError:
+        if before_group is not None and _read_bytes(config_path) != before_group:
+            write_atomic(config_path, before_group, config_path.stat().st_mode & 0o777)
+            log.warning("HA group %s not built: Chrystoki.conf is back as it was before", label)
+        raise
     conf = run.read_conf(config_path)
     group = find_ha_group(conf, label)
     if group is None or set(group.members) != set(serials) or group.members[0] != serials[0]:

@@ -19,6 +19,16 @@ installed and how the HA commands are spelled.
 * ``5.1`` — ``/usr/lunasa``; ``vtl haAdmin -newGroup …`` (dash sub-commands).
 * ``5.3`` — ``/usr/safenet/lunaclient`` 5.3 to 6.x; ``vtl haAdmin newGroup …`` (bare sub-commands).
 * ``7`` — ``/usr/safenet/lunaclient`` 7.x and later (10.x); ``lunacm -c hagroup …``.
+
+Partition serials are opaque digit strings taken from the group document: 5.x/6.x appliances
+number partitions after the HSM serial, Luna Network HSM 7 appliances give them 13 digits unrelated
+to it, and nothing here relates one to the other or assumes a length.
+
+On a Luna 7 appliance the password the HA commands send is the Crypto Officer's. Luna 7 refuses
+that login until the partition is finished: :func:`login_failure` names the PKCS#11 result
+(``CKR_PIN_EXPIRED`` while the first password is still to be changed, policy 21;
+``CKR_USER_PIN_NOT_INITIALIZED`` for a partition or Crypto Officer not initialized; ``CKR_PIN_LOCKED``
+after too many failed logins) so the caller can say what to do.
 """
 
 from __future__ import annotations
@@ -36,16 +46,20 @@ from luna_ha.errors import ClientToolError
 __all__ = [
     "DUPLICATE_MESSAGES",
     "GENERATIONS",
+    "HA_VIRTUAL_SLOT",
     "HOST_PATTERN",
     "LABEL_PATTERN",
+    "LOGIN_FAILURES",
     "MASK",
     "SERIAL_PATTERN",
     "ClientRelease",
     "ClientTools",
     "CompletedRun",
+    "LunacmSlot",
     "ToolCommand",
     "ToolResult",
     "ToolRun",
+    "VerifiedSlot",
     "build_add_member",
     "build_add_server",
     "build_delete_server",
@@ -55,13 +69,16 @@ __all__ = [
     "build_list_slots",
     "build_new_group",
     "build_show_groups",
+    "build_slot_list",
     "build_verify",
     "build_version",
     "detect_generation",
     "generation_named",
+    "login_failure",
     "parse_group_number",
     "parse_ha_slot",
     "parse_list_servers",
+    "parse_slot_list",
     "parse_verify",
     "parse_version",
     "subprocess_runner",
@@ -83,6 +100,7 @@ _ERROR_LINE = re.compile(r"^\s*Error:", re.MULTILINE)
 _LUNACM_RESULT = re.compile(r"^\s*Command Result\s*:\s*(?P<result>.*?)\s*$", re.MULTILINE)
 # What may stand as one argument: a host (IP, DNS name, bracketed or zoned IPv6), a serial, a label.
 HOST_PATTERN = re.compile(r"[A-Za-z0-9\[][A-Za-z0-9_.:%\[\]-]*")
+#: A partition serial: digits, any length (5.x: HSM serial + counter; 7.x: 13 digits of its own).
 SERIAL_PATTERN = re.compile(r"[0-9]+")
 LABEL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 
@@ -312,6 +330,11 @@ def build_list_slots() -> ToolCommand:
     return ToolCommand("vtl", ("listSlots",), "listSlots", mutating=False)
 
 
+def build_slot_list() -> ToolCommand:
+    """``lunacm -c slot list``: the Luna 7 client's view of every slot (read-only)."""
+    return ToolCommand("lunacm", ("-c", "slot", "list"), "slot list", mutating=False)
+
+
 def build_new_group(generation: ClientRelease, label: str, serial: str, password: str) -> ToolCommand:
     return _ha_command(
         generation,
@@ -369,13 +392,21 @@ def parse_list_servers(output: str) -> list[str]:
 
 @dataclass(frozen=True)
 class VerifiedSlot:
+    """One row of ``vtl verify``. ``label`` is the partition's label, empty while a Luna 7
+    partition is not initialized (the label is set by its initialization)."""
+
     slot: str
     serial: str
     label: str
 
 
 def parse_verify(output: str) -> list[VerifiedSlot]:
-    """The table of ``vtl verify`` (REFERENCE §10.4): the rows after the ``====`` line."""
+    """The table of ``vtl verify`` (REFERENCE §10.4): the rows after the ``====`` line.
+
+    5.x/6.x clients left-align the serial under ``Serial #`` and count slots from 1; the 10.x client
+    seen with a Luna 7 appliance counts from 0 and right-aligns a 13-digit serial. Both read the
+    same: slot, serial, then the label (possibly blank).
+    """
     rows: list[VerifiedSlot] = []
     in_table = False
     for line in output.splitlines():
@@ -390,6 +421,107 @@ def parse_verify(output: str) -> list[VerifiedSlot]:
         elif line.strip():
             in_table = False
     return rows
+
+
+HA_VIRTUAL_SLOT = "HA Virtual Card Slot"
+_SLOT_FIELD = re.compile(r"^\s*(?P<key>[A-Za-z][A-Za-z0-9 #/]*?)\s*->\s*(?P<value>.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class LunacmSlot:
+    """One slot of ``lunacm slot list`` (Luna client 7+), its ``Key -> value`` lines.
+
+    A partition on a Luna 7 appliance shows ``Luna User Partition With SO …`` as its configuration
+    (it has its own Partition SO) and an empty label until it is initialized; an HA group shows
+    as an ``HA Virtual Card Slot`` whose serial is the group's.
+    """
+
+    slot_id: int
+    label: str
+    serial: str
+    model: str = ""
+    firmware: str = ""
+    configuration: str = ""
+    description: str = ""
+
+    @property
+    def ha_virtual(self) -> bool:
+        return self.description == HA_VIRTUAL_SLOT
+
+    @property
+    def has_partition_so(self) -> bool:
+        """A Luna 7 style partition with its own Partition SO and Crypto Officer."""
+        return "with so" in self.configuration.lower()
+
+    @property
+    def initialized(self) -> bool:
+        """Whether the partition has been initialized (it has a label)."""
+        return bool(self.label)
+
+
+_SLOT_KEYS = {
+    "label": "label",
+    "serial number": "serial",
+    "model": "model",
+    "firmware version": "firmware",
+    "configuration": "configuration",
+    "slot description": "description",
+}
+
+
+def parse_slot_list(output: str) -> list[LunacmSlot]:
+    """The slots of ``lunacm slot list``: one block of ``Key -> value`` lines per slot, each
+    starting at ``Slot Id ->``. Keys it does not know (``Tunnel Slot Id``, ``Bootloader Version``,
+    ``FM HW Status``…) are skipped; the ``Current Slot Id:`` line and the result line too."""
+    slots: list[LunacmSlot] = []
+    current: dict[str, str] | None = None
+
+    def close() -> None:
+        if current is not None and current.get("slot_id", "").isdigit():
+            slots.append(
+                LunacmSlot(
+                    slot_id=int(current["slot_id"]),
+                    label=current.get("label", ""),
+                    serial=current.get("serial", ""),
+                    model=current.get("model", ""),
+                    firmware=current.get("firmware", ""),
+                    configuration=current.get("configuration", ""),
+                    description=current.get("description", ""),
+                )
+            )
+
+    for line in output.splitlines():
+        m = _SLOT_FIELD.match(line)
+        if m is None:
+            continue
+        key = " ".join(m.group("key").lower().split())
+        if key == "slot id":
+            close()
+            current = {"slot_id": m.group("value")}
+        elif current is not None and key in _SLOT_KEYS:
+            current[_SLOT_KEYS[key]] = m.group("value")
+    close()
+    return slots
+
+
+#: PKCS#11 results of a Crypto Officer login (what an HA command does first on each member) that
+#: mean the partition is not ready for its members, and what the member's operator should do.
+LOGIN_FAILURES: dict[str, str] = {
+    "CKR_PIN_EXPIRED": (
+        "its Crypto Officer's password is still the initial one and must be changed first (Luna 7 policy 21)"
+    ),
+    "CKR_USER_PIN_NOT_INITIALIZED": "the partition or its Crypto Officer is not initialized",
+    "CKR_PIN_LOCKED": "its Crypto Officer is locked out after too many failed logins",
+}
+_CKR = re.compile(r"\bCKR_[A-Z0-9_]+")
+
+
+def login_failure(output: str) -> str | None:
+    """The first result of :data:`LOGIN_FAILURES` named in ``output`` (an HA command's failure)."""
+    for m in _CKR.finditer(output):
+        if m.group(0) in LOGIN_FAILURES:
+            return m.group(0)
+    return None
 
 
 def parse_ha_slot(output: str, group_serial: str) -> int | None:
@@ -573,6 +705,10 @@ class ClientTools:
 
     def list_slots(self) -> str:
         return self.run(build_list_slots()).output
+
+    def slot_list(self) -> list[LunacmSlot]:
+        """``lunacm -c slot list``, parsed (Luna client 7+)."""
+        return parse_slot_list(self.run(build_slot_list()).output)
 
     def new_group(self, label: str, serial: str, password: str) -> ToolResult:
         return self.run(build_new_group(self.generation, label, serial, password))

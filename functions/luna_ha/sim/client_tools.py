@@ -11,11 +11,22 @@ Like the real tools (REFERENCE §10) they keep their state in the Chrystoki.conf
 * ``vtl haAdmin …`` (5.1 dash form, 5.3 bare form; refused on 7) and ``lunacm -c hagroup …`` (5.3
   and 7) write the ``VirtualToken`` / ``HASynchronize`` / ``HAConfiguration`` sections; a group's
   serial is ``"1"`` + its first member's serial (REFERENCE §10.9).
-* ``vtl verify`` / ``listSlots`` list the partitions of the registered servers. There is no NTLS:
-  the test says which partitions each appliance has, as JSON in ``LUNA_HA_SIM_PARTITIONS``
-  (``{"10.0.1.10": ["150"]}`` or ``{"10.0.1.10": {"150": "payments"}}``). A server is reachable only
-  when its certificate is in the CA file, and nothing is found unless ``ClientCertFile`` and
-  ``ClientPrivKeyFile`` name existing files.
+* ``vtl verify`` / ``listSlots`` and ``lunacm -c slot list`` list the partitions of the registered
+  servers. There is no NTLS: the test says which partitions each appliance has, as JSON in
+  ``LUNA_HA_SIM_PARTITIONS`` (``{"10.0.1.10": ["150"]}``, ``{"10.0.1.10": {"150": "payments"}}``,
+  or, for a partition of a simulated appliance's model, the object :func:`partitions_json` makes
+  from it). A server is reachable only when its certificate is in the CA file, and nothing is
+  found unless ``ClientCertFile`` and ``ClientPrivKeyFile`` name existing files.
+
+Luna 7 appliances (a partition with ``"family": 7``) are shown the way the Luna 7 client shows
+them: a 13-digit serial unrelated to the HSM's, an empty label until the partition is initialized,
+``Luna User Partition With SO (PW) …`` as its configuration, and ``vtl verify`` counting slots from
+0 with the serial right-aligned (client 10.x). The HA commands log in to each member as its Crypto
+Officer, whose password is the one members have; the login is refused with the PKCS#11 result the
+partition's state calls for: ``CKR_USER_PIN_NOT_INITIALIZED`` (partition or Crypto Officer not
+initialized), ``CKR_PIN_LOCKED``, ``CKR_PIN_INCORRECT``, then ``CKR_PIN_EXPIRED`` for a right
+password that is still the initial one (policy 21). The state is a snapshot: a failed login here
+uses up no attempt on the appliance.
 
 Other environment variables (all optional except where said):
 
@@ -41,21 +52,26 @@ is this simulator's reading of REFERENCE §0.4, "omitted passwords are prompted 
 says where the password came from (``password_from``: ``prompt`` or ``argument``).
 
 Output texts follow REFERENCE §10 where it gives them; the rest (marked ``[U]`` there) is this
-simulator's choice, kept short and in the same style.
+simulator's choice, kept short and in the same style. For Luna 7: ``slot list`` blocks follow the
+Luna 7 client's output published with an uninitialized partition (7.1 and 7.2 clients); the HA
+virtual slot's model and configuration lines, the login failures' wording and the choice of
+``CKR_USER_PIN_NOT_INITIALIZED`` for an uninitialized partition (the PKCS#11 result of a user
+login where no user PIN exists) are this simulator's reading.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
 
 from luna_ha.client.chrystoki import (
     HA_CONFIGURATION,
@@ -69,7 +85,17 @@ from luna_ha.client.chrystoki import (
     registered_servers,
 )
 
-__all__ = ["CHRYSTOKI_TEMPLATES", "install_simulated_client", "main"]
+if TYPE_CHECKING:
+    from luna_ha.sim.state import ApplianceModel, Partition
+
+__all__ = [
+    "CHRYSTOKI_TEMPLATES",
+    "LoginState",
+    "SimPartition",
+    "install_simulated_client",
+    "main",
+    "partitions_json",
+]
 
 MASK = "********"
 CONFIG_DIR_VARIABLE = "ChrystokiConfigurationPath"
@@ -77,18 +103,114 @@ VERSIONS = {"5.1": "5.1.0-25", "5.3": "6.2.2-4", "7": "7.4.0-226"}
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\s*", re.DOTALL)
 _LUNACM_OK = "Command Result : No Error"
 _LUNACM_FAILED = "Command Result : 0x00000005 (CKR_GENERAL_ERROR)"
+#: PKCS#11 result codes of the login failures the simulated HA commands report.
+CKR_CODES = {
+    "CKR_PIN_INCORRECT": 0xA0,
+    "CKR_PIN_EXPIRED": 0xA3,
+    "CKR_PIN_LOCKED": 0xA4,
+    "CKR_USER_PIN_NOT_INITIALIZED": 0x102,
+}
 ENTER_PROMPT = "Enter the password: "
 #: Exit status of an invocation that found the partition password on its own command line.
 SECRET_ON_COMMAND_LINE_EXIT = 97
 
 
 class _Fail(Exception):
-    """A simulated tool failure: ``message`` lines printed, then exit with ``code``."""
+    """A simulated tool failure: ``message`` lines printed, then exit with ``code``; lunacm ends
+    with ``result`` (a PKCS#11 result name) or a general error."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1, result: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
+        self.result = result
+
+
+#: What a Crypto Officer login meets on a partition: ``ready``, or why it is refused.
+LoginState = Literal["ready", "uninitialized", "co_uninitialized", "locked_out", "pin_to_be_changed"]
+_LOGIN_STATES: tuple[LoginState, ...] = get_args(LoginState)
+
+
+@dataclass(frozen=True)
+class SimPartition:
+    """A partition as the simulated client sees it through NTLS."""
+
+    serial: str
+    label: str
+    family: int = 5
+    model: str = ""
+    firmware: str = ""
+    login: LoginState = "ready"
+    #: SHA-256 (hex) of the password members log in with; None: ``LUNA_HA_SIM_PASSWORD`` decides.
+    password_sha256: str | None = None
+
+    @classmethod
+    def from_json(cls, serial: str, value: Any) -> SimPartition:
+        if not isinstance(value, dict):
+            return cls(serial, str(value))
+        login = next((state for state in _LOGIN_STATES if state == value.get("login", "ready")), None)
+        if login is None:
+            raise _Fail(
+                f"Error: simulator: unknown login state {value.get('login')!r} for partition {serial}"
+            )
+        digest = value.get("password_sha256")
+        return cls(
+            serial=serial,
+            label=str(value.get("label", "")),
+            family=int(value.get("family", 5)),
+            model=str(value.get("model", "")),
+            firmware=str(value.get("firmware", "")),
+            login=login,
+            password_sha256=str(digest) if digest else None,
+        )
+
+    @property
+    def configuration(self) -> str:
+        if self.family >= 7:
+            return "Luna User Partition With SO (PW) Signing With Cloning Mode"
+        return "Luna User Partition, No SO (PW) Signing With Cloning Mode"
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _login_state(partition: Partition) -> LoginState:
+    if not partition.has_so:
+        return "ready"
+    if not partition.initialized:
+        return "uninitialized"
+    if not partition.co.initialized:
+        return "co_uninitialized"
+    if partition.co.locked_out:
+        return "locked_out"
+    return "pin_to_be_changed" if partition.co.pin_to_be_changed else "ready"
+
+
+def partitions_json(appliances: Mapping[str, ApplianceModel], client: str | None = None) -> str:
+    """``LUNA_HA_SIM_PARTITIONS`` for simulated appliances' models, keyed by the host members reach
+    them at: every partition (only those assigned to ``client`` when given, as NTLS shows them)
+    with its serial, label, model, firmware and the state a Crypto Officer login meets. The
+    password members log in with (7.x: the Crypto Officer's) travels only as its SHA-256."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for host, model in appliances.items():
+        with model.lock:
+            assigned = None if client is None else model.clients.get(client)
+            entries: dict[str, dict[str, Any]] = {}
+            for partition in model.partitions.values():
+                if client is not None and (assigned is None or partition.name not in assigned.partitions):
+                    continue
+                password = partition.client_password
+                entries[partition.serial] = {
+                    "label": partition.label if partition.has_so else partition.name,
+                    "family": model.family,
+                    "model": f"LunaSA {model.dialect.software_version.split('-')[0]}",
+                    "firmware": model.dialect.firmware,
+                    "login": _login_state(partition),
+                    "password_sha256": _sha256(password) if password else None,
+                }
+            out[host] = entries
+    return json.dumps(out)
 
 
 @dataclass
@@ -96,7 +218,7 @@ class _Env:
     root: Path
     generation: str
     config: Path
-    partitions: dict[str, dict[str, str]]
+    partitions: dict[str, dict[str, SimPartition]]
     password: str | None
     out: TextIO
     stdin: TextIO
@@ -114,12 +236,12 @@ class _Env:
         else:
             raise _Fail("Error: the simulated client needs ChrystokiConfigurationPath (no /etc here)")
         raw = json.loads(os.environ.get("LUNA_HA_SIM_PARTITIONS", "{}") or "{}")
-        partitions: dict[str, dict[str, str]] = {}
+        partitions: dict[str, dict[str, SimPartition]] = {}
         for host, value in raw.items():
             if isinstance(value, dict):
-                partitions[host] = {str(k): str(v) for k, v in value.items()}
+                partitions[host] = {str(k): SimPartition.from_json(str(k), v) for k, v in value.items()}
             else:
-                partitions[host] = {str(serial): "partition" for serial in value}
+                partitions[host] = {str(serial): SimPartition(str(serial), "partition") for serial in value}
         return cls(root, generation, config, partitions, os.environ.get("LUNA_HA_SIM_PASSWORD"), out, stdin)
 
     # --- state -----------------------------------------------------------------------------------
@@ -147,15 +269,15 @@ class _Env:
         key = conf.get(LUNASA_CLIENT, "ClientPrivKeyFile")
         return bool(cert and key and Path(cert).is_file() and Path(key).is_file())
 
-    def visible(self, conf: ChrystokiConf) -> list[tuple[str, str, str]]:
-        """(host, serial, label) of every partition reachable through NTLS, in server order."""
+    def visible(self, conf: ChrystokiConf) -> list[SimPartition]:
+        """Every partition reachable through NTLS, in server order."""
         if not self.client_cert_ok(conf):
             return []
         certs = self.ca_certs(conf)
-        found: list[tuple[str, str, str]] = []
+        found: list[SimPartition] = []
         for index, host in enumerate(registered_servers(conf)):
             if index < len(certs):
-                found.extend((host, serial, label) for serial, label in self.partitions.get(host, {}).items())
+                found.extend(self.partitions.get(host, {}).values())
         return found
 
     def print(self, text: str = "") -> None:
@@ -269,15 +391,19 @@ def _vtl_verify(env: _Env, args: Sequence[str]) -> None:
     env.print()
     env.print("Slot    Serial #                Label")
     env.print("====    ================        =====")
-    for slot, (_host, serial, label) in enumerate(found, start=1):
-        env.print(f"{slot:>4}    {serial:<16}        {label}")
+    if env.generation == "7":  # the 10.x client: slots from 0, serial right-aligned
+        for slot, p in enumerate(found):
+            env.print(f"{slot:>4}    {p.serial:>16}        {p.label}")
+        return
+    for slot, p in enumerate(found, start=1):
+        env.print(f"{slot:>4}    {p.serial:<16}        {p.label}")
 
 
 def _vtl_list_slots(env: _Env, args: Sequence[str]) -> None:
     conf = env.conf()
     rows = []
     if conf.get(HA_CONFIGURATION, "HAOnly") != "1":
-        rows = [("LunaNet Slot", label, serial) for _h, serial, label in env.visible(conf)]
+        rows = [("LunaNet Slot", p.label, p.serial) for p in env.visible(conf)]
     rows += [("HA Virtual Card Slot", g.label, g.serial) for g in ha_groups(conf)]
     env.print(f"Number of slots: {len(rows)}")
     env.print()
@@ -306,14 +432,34 @@ def _password(env: _Env, options: dict[str, str]) -> str:
     return line.rstrip("\r\n")
 
 
-def _check_password(env: _Env, password: str, serial: str) -> None:
-    if env.password is not None and password != env.password:
-        raise _Fail(f"Error: Login to the partition with serial number {serial} failed (CKR_PIN_INCORRECT).")
+def _login_refused(serial: str, result: str) -> _Fail:
+    return _Fail(
+        f"Error: Login to the partition with serial number {serial} failed ({result}).", result=result
+    )
 
 
-def _check_visible(env: _Env, conf: ChrystokiConf, serial: str) -> None:
-    if serial not in {s for _h, s, _l in env.visible(conf)}:
-        raise _Fail(f"Error: Unable to find a partition with serial number {serial}.")
+def _check_password(env: _Env, password: str, partition: SimPartition) -> None:
+    """The Crypto Officer (5.x: partition owner) login an HA command makes on ``partition``."""
+    serial = partition.serial
+    if partition.login in {"uninitialized", "co_uninitialized"}:
+        raise _login_refused(serial, "CKR_USER_PIN_NOT_INITIALIZED")
+    if partition.login == "locked_out":
+        raise _login_refused(serial, "CKR_PIN_LOCKED")
+    if partition.password_sha256 is not None:
+        right = _sha256(password) == partition.password_sha256
+    else:
+        right = env.password is None or password == env.password
+    if not right:
+        raise _login_refused(serial, "CKR_PIN_INCORRECT")
+    if partition.login == "pin_to_be_changed":
+        raise _login_refused(serial, "CKR_PIN_EXPIRED")
+
+
+def _check_visible(env: _Env, conf: ChrystokiConf, serial: str) -> SimPartition:
+    for partition in env.visible(conf):
+        if partition.serial == serial:
+            return partition
+    raise _Fail(f"Error: Unable to find a partition with serial number {serial}.")
 
 
 def _member_of_any(conf: ChrystokiConf, serial: str) -> HAGroupEntry | None:
@@ -331,8 +477,7 @@ def _create_group(env: _Env, label: str, serial: str, password: str) -> HAGroupE
         raise _Fail(
             f"Error: The member serial {serial} you specified for the new group has already been used."
         )
-    _check_visible(env, conf, serial)
-    _check_password(env, password, serial)
+    _check_password(env, password, _check_visible(env, conf, serial))
     env.stdin.read()  # the answer to the existing-objects question ("copy")
     nn = _nn(len(ha_groups(conf)))
     group = HAGroupEntry(nn, label, "1" + serial, (serial,))
@@ -354,8 +499,7 @@ def _add_member(env: _Env, group: HAGroupEntry | None, reference: str, serial: s
         raise _Fail(f"Error: HA group {reference} not found.")
     if _member_of_any(conf, serial) is not None:
         raise _Fail("Error: The member you specified is already part of an HA group.")
-    _check_visible(env, conf, serial)
-    _check_password(env, password, serial)
+    _check_password(env, password, _check_visible(env, conf, serial))
     env.stdin.read()
     conf.set(VIRTUAL_TOKEN, f"VirtualToken{group.index}Members", ",".join((*group.members, serial)))
     env.save(conf)
@@ -474,6 +618,45 @@ def _lunacm_hagroup(env: _Env, args: Sequence[str]) -> None:
         raise _Fail(f"Error: '{args[0]}' is not a valid hagroup command.")
 
 
+def _lunacm_slot_list(env: _Env, args: Sequence[str]) -> None:
+    """Physical slots (hidden in HA-only mode), then the HA groups' virtual slots, from 0."""
+    if args:
+        raise _Fail(f"Error: unexpected argument '{args[0]}'")
+    conf = env.conf()
+    blocks: list[list[tuple[str, str]]] = []
+    if conf.get(HA_CONFIGURATION, "HAOnly") != "1":
+        for p in env.visible(conf):
+            blocks.append(
+                [
+                    ("Label", p.label),
+                    ("Serial Number", p.serial),
+                    ("Model", p.model or "LunaSA"),
+                    ("Firmware Version", p.firmware),
+                    ("Configuration", p.configuration),
+                    ("Slot Description", "Net Token Slot"),
+                ]
+            )
+    firmware = next((p.firmware for p in env.visible(conf) if p.firmware), "")
+    for group in ha_groups(conf):
+        blocks.append(
+            [
+                ("Label", group.label),
+                ("Serial Number", group.serial),
+                ("Model", "LunaVirtual"),
+                ("Firmware Version", firmware),
+                ("Configuration", "Luna Virtual HSM (PW) Signing With Cloning Mode"),
+                ("Slot Description", "HA Virtual Card Slot"),
+            ]
+        )
+    for slot_id, block in enumerate(blocks):
+        env.print(f"\tSlot Id ->\t\t{slot_id}")
+        for key, value in block:
+            env.print(f"\t{key} ->\t{value}".rstrip())
+        env.print()
+    env.print()
+    env.print("\tCurrent Slot Id: 0")
+
+
 # --- dispatch ------------------------------------------------------------------------------------
 
 _VTL: dict[str, Callable[[_Env, Sequence[str]], None]] = {
@@ -504,6 +687,8 @@ def _command_name(tool: str, args: Sequence[str]) -> str:
         return args[0] if args else ""
     if args[:2] and args[0] == "-c" and args[1].lower() == "hagroup":
         return f"hagroup {args[2] if len(args) > 2 else ''}".strip()
+    if args[:1] == ["-c"]:
+        return " ".join(args[1:3])
     return " ".join(args[:1])
 
 
@@ -576,6 +761,11 @@ def _run(tool: str, args: Sequence[str], env: _Env) -> None:
     if len(args) >= 2 and args[0] == "-c" and args[1].lower() == "hagroup":
         _lunacm_hagroup(env, args[2:])
         return
+    if len(args) >= 3 and args[0] == "-c" and [a.lower() for a in args[1:3]] == ["slot", "list"]:
+        if env.generation == "5.1":
+            raise _Fail("Error: 'slot' is not a valid command.")
+        _lunacm_slot_list(env, args[3:])
+        return
     raise _Fail(f"Error: '{' '.join(args[1:2])}' is not a valid command.")
 
 
@@ -613,7 +803,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, stdin:
     except _Fail as failure:
         out.write(failure.message + "\n")
         if lunacm:
-            out.write("\n" + _LUNACM_FAILED + "\n")
+            result = _LUNACM_FAILED
+            if failure.result in CKR_CODES:
+                result = f"Command Result : 0x{CKR_CODES[failure.result]:08x} ({failure.result})"
+            out.write("\n" + result + "\n")
         code = failure.code
     source = env.pin_source if env is not None else ""
     _journal(tool, _command_name(tool, args), args, code, source=source, exposed=exposed)
