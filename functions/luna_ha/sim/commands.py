@@ -26,17 +26,19 @@ Output text where REFERENCE.md is silent (exact strings, all chosen here):
 * ``my file delete -file <name> [-force]`` removes a file of the home directory (not in
   REFERENCE.md; the form of Thales' lunash reference). Without ``-force`` it asks to ``proceed``;
   a missing file is ``Error:  'my file delete' failed. File <name> does not exist.``
-* 7.x (LUNA 7 notes of the vendor facts; taken from published output, else chosen here):
+* 7.x (from published 7.x output where there is some, else chosen here):
   - ``hsm show``: the published 7.2 layout (Part Number, Secure Transport Mode, Tamper State,
-    partition counts, environmental block; a blank label when zeroized). Chosen/inferred: the
-    partition lines when partitions exist (the 5.x form), the numeric attempts-left text, the
-    fixed part number and environmental values, ``RPV/Audit/Remote`` always ``No``, the counts
-    and storage numbers (the model's, not a K7's). The banner is the dialect's.
+    partition counts, environmental block, blank lines; a blank label when zeroized), seen only
+    zeroized. Inferred: the partition lines when partitions exist (the 5.x form), the numeric
+    attempts-left text of an initialized HSM, the label line of a labelled one. Fixed: the part
+    number and environmental values (the published ones), ``RPV/Audit/Remote`` always ``No``;
+    counts and storage are the model's. The banner is the dialect's.
   - ``partition create`` (published): the indented two-line ``proceed`` question and its
     indented ``> `` marker; ``-size`` is checked (a positive number of bytes) but every
     partition has the model's fixed size; ``-password``/``-domain`` are unknown options.
     Chosen: the output with ``-force``. ``partition list`` (published): the Version table.
-  - ``hsm login`` without ``-password`` (published): the question and marker indented by two.
+  - ``hsm login`` without ``-password``: the question and marker indented by two (published,
+    flattened: the blank lines around them are inferred).
   - ``partition init`` / ``partition init co`` (no published transcript; all chosen): the
     confirmation texts (``partition init`` borrows lunacm's), the password questions, the
     success lines, ``-label`` defaulting to the partition name, the ``already initialized``
