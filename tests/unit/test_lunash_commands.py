@@ -29,15 +29,21 @@ from luna_ha.lunash.commands import (
     build_hsm_show,
     build_ntls_bind,
     build_partition_create,
+    build_partition_create_7,
     build_partition_delete,
+    build_partition_init,
+    build_partition_init_co,
     build_partition_list,
     build_regen_cert,
+    build_service_restart,
 )
 from luna_ha.lunash.errors import InvalidArgument
 
 SO_PW = "S0-pass!word#1"
 DOMAIN = "clone@Domain%9"
 PART_PW = "Part?pw$42"
+PSO_PW = "Pso&pw!7"
+CO_PW = "Co^temp*7"
 
 # --- exact lines -----------------------------------------------------------------------------
 
@@ -58,6 +64,22 @@ GOLDEN: list[tuple[Command, str, str]] = [
         f"partition create -partition payments -password {PART_PW} -domain {DOMAIN} -force",
         "partition create -partition payments -password ******** -domain ******** -force",
     ),
+    (
+        build_partition_create_7("payments"),
+        "partition create -partition payments -force",
+        "partition create -partition payments -force",
+    ),
+    (
+        build_partition_init("payments", "payments", PSO_PW, DOMAIN),
+        f"partition init -partition payments -label payments -password {PSO_PW} -domain {DOMAIN} -force",
+        "partition init -partition payments -label payments -password ******** -domain ******** -force",
+    ),
+    (
+        build_partition_init_co("payments", PSO_PW, CO_PW),
+        f"partition init co -partition payments -psopin {PSO_PW} -copin {CO_PW} -force",
+        "partition init co -partition payments -psopin ******** -copin ******** -force",
+    ),
+    (build_service_restart(), "service restart ntls", "service restart ntls"),
     (build_partition_list(), "partition list", "partition list"),
     (
         build_partition_delete("payments"),
@@ -121,7 +143,7 @@ def test_traits_come_from_the_dialect_table(command: Command) -> None:
     assert command.text.startswith(command.name)
     assert (command.mutating, command.sensitive, command.timeout) == (
         spec.mutating,
-        spec.sensitive,
+        spec.sensitive and bool(command.secrets),
         spec.timeout,
     )
     assert command.text.endswith(" -force") == spec.force
@@ -142,6 +164,8 @@ def test_options_are_spelled_in_full(command: Command) -> None:
         "-client",
         "-hostname",
         "-file",
+        "-psopin",
+        "-copin",
         "-force",
     }
 
@@ -150,6 +174,8 @@ def test_destructive_commands_always_force() -> None:
     destructive = {
         "hsm init",
         "partition create",
+        "partition init",
+        "partition init co",
         "partition delete",
         "sysconf regenCert",
         "ntls bind",
@@ -170,6 +196,8 @@ def test_timeouts_per_command() -> None:
     assert timeouts["hsm init"] == 300
     assert timeouts["ntls bind"] == 60
     assert timeouts["sysconf regenCert"] == 120
+    assert timeouts["partition init"] == 120
+    assert timeouts["service restart"] == 120
 
 
 def test_reads_are_not_mutating_and_writes_are() -> None:
@@ -179,7 +207,10 @@ def test_reads_are_not_mutating_and_writes_are() -> None:
         "sysconf regenCert",
         "ntls bind",
         "partition create",
+        "partition init",
+        "partition init co",
         "partition delete",
+        "service restart",
         "client register",
         "client assignPartition",
         "client revokePartition",
@@ -196,6 +227,25 @@ def test_only_commands_with_secrets_are_sensitive() -> None:
 
 def test_identical_password_and_domain_are_listed_once() -> None:
     assert build_partition_create("payments", "same!1", "same!1").secrets == ("same!1",)
+
+
+def test_the_7x_partition_create_carries_no_secret_and_is_not_sensitive() -> None:
+    command = build_partition_create_7("payments")
+    assert (command.secrets, command.sensitive, command.mutating) == ((), False, True)
+
+
+def test_partition_init_co_carries_both_passwords_as_secrets() -> None:
+    command = build_partition_init_co("payments", PSO_PW, CO_PW)
+    assert command.secrets == (PSO_PW, CO_PW) and command.sensitive
+    echo = f"[hsm-a] lunash:>{command.text}\r\n"
+    assert command.redact(echo) == f"[hsm-a] lunash:>{command.display}\r\n"
+
+
+@pytest.mark.parametrize("service", ["sshd", "ntls -force", "", "NTLS"])
+def test_service_restart_accepts_only_ntls(service: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        build_service_restart(service)
+    assert caught.value.argument == "service"
 
 
 # --- secret hygiene --------------------------------------------------------------------------
@@ -339,6 +389,17 @@ BUILDERS: list[tuple[Callable[..., Command], tuple[str, ...], frozenset[str]]] =
     (build_hsm_init, ("label", "password", "domain"), frozenset({"password", "domain"})),
     (build_hsm_login, ("password",), frozenset({"password"})),
     (build_partition_create, ("name", "password", "domain"), frozenset({"password", "domain"})),
+    (build_partition_create_7, ("name",), frozenset()),
+    (
+        build_partition_init,
+        ("name", "label", "so_password", "domain"),
+        frozenset({"so_password", "domain"}),
+    ),
+    (
+        build_partition_init_co,
+        ("name", "so_password", "co_password"),
+        frozenset({"so_password", "co_password"}),
+    ),
     (build_partition_delete, ("name",), frozenset()),
     (build_client_register, ("client", "hostname"), frozenset()),
     (build_client_assign, ("client", "partition"), frozenset()),

@@ -1,4 +1,14 @@
-"""Parsers of lunash output, on transcripts re-drawn from luna/REFERENCE.md (5.1, 5.3, 6.2, 7.x)."""
+"""Parsers of lunash output, on transcripts re-drawn from luna/REFERENCE.md (5.1, 5.3, 6.2, 7.x)
+and on published Luna Network HSM 7 output, kept verbatim (only the ssh client's own lines left out):
+
+* ``hsm_show_72_zeroized``, ``first_login_72``: a 7.2.0-220 appliance of Azure Dedicated HSM, from
+  the README of the public ``azure-dedicated-hsm-examples`` repository (Arsen Vladimirskiy).
+* ``partition_create_7x_proceed``: `partition create` without ``-force`` on IBM Cloud HSM (7.0),
+  from Cloudflare's public Keyless SSL documentation.
+* ``stdin_78_register_assign_show`` (a lunash session fed on stdin to a 7.8.5 appliance) and
+  ``partition_list_78_exec`` (one `par list` over SSH exec): from Thales' public CipherTrust
+  integration notes (``CipherTrust_Notes`` on GitHub).
+"""
 
 from __future__ import annotations
 
@@ -23,12 +33,15 @@ from luna_ha.lunash.parsers import (
     PartitionInfo,
     find_interactive_prompt,
     known_outcome,
+    lunash_initializes_partitions,
     parse_client_fingerprint,
     parse_client_list,
     parse_client_show,
     parse_hsm_show,
     parse_partition_list,
     parse_result,
+    software_family,
+    software_version_tuple,
 )
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
@@ -504,8 +517,8 @@ def test_partition_list_6x_reads_serial_name_objects() -> None:
 
 def test_partition_list_7x_reads_the_version_column() -> None:
     assert parse_partition_list(load("partition_list_7x")) == (
-        PartitionInfo(serial="1238696044945", name="payments", objects=12, version="1"),
-        PartitionInfo(serial="1238696044946", name="orders", objects=0, version="1"),
+        PartitionInfo(serial="1238696044945", name="payments", objects=12, version=1),
+        PartitionInfo(serial="1238696044946", name="orders", objects=0, version=1),
     )
 
 
@@ -559,6 +572,146 @@ def test_partition_list_failure_is_reported_not_parsed() -> None:
         parse_partition_list(text)
     assert caught.value.code == dialect.SHELL_FAILURE_CODE
     assert caught.value.errors == ("Error: 'partition list' failed. (C0000001 : RC_GENERAL_ERROR)",)
+
+
+# --- Luna Network HSM 7: published output -----------------------------------------------------
+
+
+def test_published_72_hsm_show_is_a_zeroized_luna_7() -> None:
+    info = parse_hsm_show(load("hsm_show_72_zeroized"))
+    assert (info.zeroized, info.label, info.attempts_left, info.admin_logged_in) == (True, None, None, False)
+    assert (info.serial, info.model, info.firmware) == ("572413", "Luna K7", "7.0.3")
+    assert (info.software_version, info.family, info.version) == ("7.2.0-220", 7, (7, 2, 0, 220))
+    assert (info.partitions, info.partitions_allowed, info.space_in_use, info.fips) == ((), 10, 0, False)
+
+
+def test_5x_hsm_show_has_no_partition_allowance_and_family_5() -> None:
+    info = parse_hsm_show(load("hsm_show_51_zeroized"))
+    assert (info.partitions_allowed, info.family, info.version) == (None, 5, (5, 1, 0, 25))
+
+
+def test_more_partitions_than_allowed_is_refused() -> None:
+    text = load("hsm_show_72_zeroized").replace("allowed:        10", "allowed:        0")
+    text = text.replace("There are no partitions.", "Partition: 1582775433934,     Name: p1")
+    text = text.replace("created:        0", "created:        1").replace("HSM IS ZEROIZED !!!!", "3")
+    with pytest.raises(ParseError, match="only 0 are allowed"):
+        parse_hsm_show(text)
+
+
+@settings(max_examples=40)
+@given(st.data())
+def test_published_7x_output_parses_the_same_whatever_the_framing(data: st.DataObject) -> None:
+    assert parse_hsm_show(data.draw(variants("hsm_show_72_zeroized"))) == parse_hsm_show(
+        load("hsm_show_72_zeroized")
+    )
+    assert parse_partition_list(data.draw(variants("partition_list_78_exec"))) == parse_partition_list(
+        load("partition_list_78_exec")
+    )
+
+
+def test_published_78_partition_list_reads_13_digit_serial_and_version_0() -> None:
+    (partition,) = parse_partition_list(load("partition_list_78_exec"))
+    assert partition == PartitionInfo(serial="1582775433934", name="sp_sehsm3", objects=0, version=0)
+    assert partition.initialized is False
+
+
+def test_partition_version_1_is_initialized_and_5x_rows_do_not_say() -> None:
+    assert all(p.initialized for p in parse_partition_list(load("partition_list_7x")))
+    assert all(p.initialized is None for p in parse_partition_list(load("partition_list_5x")))
+
+
+def test_a_version_that_is_not_a_number_is_refused() -> None:
+    text = load("partition_list_78_exec").replace("sp_sehsm3                         0", "sp_sehsm3  zero")
+    with pytest.raises(ParseError, match="'version' is not a number"):
+        parse_partition_list(text)
+
+
+def test_rows_without_the_version_the_header_shows_are_refused() -> None:
+    text = load("partition_list_78_exec").replace("sp_sehsm3                         0 ", "sp_sehsm3 ")
+    with pytest.raises(ParseError, match="no value for the header's version column"):
+        parse_partition_list(text)
+
+
+def test_published_78_client_show_has_quoted_partitions_and_no_htl_lines() -> None:
+    heredoc = load("stdin_78_register_assign_show")
+    show = heredoc[heredoc.index("ClientID:") :]
+    assert parse_client_show(show, "vciphertrust-i.daenerys.home") == ClientInfo(
+        name="vciphertrust-i.daenerys.home",
+        hostname="vciphertrust-i.daenerys.home",
+        partitions=("sp_sehsm4",),
+    )
+    whole = parse_result(heredoc)
+    assert whole.ok and "'client assignPartition' successful." in whole.body
+
+
+def test_published_7x_partition_create_question_is_the_7x_confirmation() -> None:
+    text = load("partition_create_7x_proceed")
+    prompt = find_interactive_prompt(text)
+    assert prompt is not None and prompt.kind is dialect.PromptKind.CONFIRMATION
+    assert "create the partition" in prompt.description
+    result = parse_result(text)
+    assert result.ok and "'partition create' successful." in result.body
+
+
+def test_published_72_first_login_is_recognised_as_a_forced_password_change() -> None:
+    text = load("first_login_72")
+    notice, rule, at_prompt = dialect.PASSWORD_CHANGE_PATTERNS
+    assert notice.search(text) and rule.search(text)
+    waiting = text[: text.index("New password:") + len("New password:")] + " "
+    assert at_prompt.search(waiting)
+
+
+@pytest.mark.parametrize(
+    ("version", "numbers", "family", "lunash_init"),
+    [
+        ("5.1.0-25", (5, 1, 0, 25), 5, False),
+        ("5.4.9-2", (5, 4, 9, 2), 5, False),
+        ("6.2.2-4", (6, 2, 2, 4), 6, False),
+        ("7.2.0-220", (7, 2, 0, 220), 7, False),
+        ("7.8.0", (7, 8, 0), 7, False),
+        ("7.8.1", (7, 8, 1), 7, True),
+        ("7.8.5-20", (7, 8, 5, 20), 7, True),
+        ("7.9", (7, 9), 7, True),
+    ],
+)
+def test_software_versions_give_family_and_lunash_partition_init(
+    version: str, numbers: tuple[int, ...], family: int, lunash_init: bool
+) -> None:
+    assert software_version_tuple(version) == numbers
+    assert software_family(version) == family
+    assert lunash_initializes_partitions(version) is lunash_init
+
+
+@pytest.mark.parametrize("version", ["", "seven", "7", "7.x", "v7.8.5-20", "7.8.5-20 beta"])
+def test_unreadable_software_versions_are_parse_errors(version: str) -> None:
+    with pytest.raises(ParseError, match="Software Version"):
+        software_version_tuple(version)
+
+
+@pytest.mark.parametrize("version", ["4.9.0", "10.1.0-5"])
+def test_software_of_an_unknown_generation_is_refused(version: str) -> None:
+    with pytest.raises(ParseError, match="not supported"):
+        software_family(version)
+
+
+def test_already_initialized_is_a_known_outcome_of_partition_init_only() -> None:
+    # The wording of this refusal is not published; the simulator's text carries the assumed phrase.
+    result = parse_result(
+        "Error:  'partition init' failed. Partition p1 is already initialized.\n"
+        "Command Result : 65535 (Luna Shell execution)\n"
+    )
+    assert known_outcome("partition init", result) is dialect.Outcome.ALREADY_INITIALIZED
+    assert known_outcome("partition init co", result) is None
+    assert known_outcome("partition create", result) is None
+
+
+def test_partition_so_failures_are_named() -> None:
+    result = parse_result(
+        "Error:  'partition init co' failed. (A0 : CKR_PIN_INCORRECT)\n"
+        "Command Result : 65535 (Luna Shell execution)\n"
+    )
+    assert set(result.error_codes) <= dialect.PARTITION_SO_FAILURE_CODES
+    assert known_outcome("partition init co", result) is None
 
 
 # --- client list / show / fingerprint --------------------------------------------------------

@@ -1,7 +1,8 @@
 """Builders for every lunash line this project sends.
 
 Each builder returns a frozen :class:`Command`: the exact ``text`` to send, a ``display`` with every
-secret replaced by ``********``, and the traits from :data:`dialect.COMMANDS`. Options are always
+secret replaced by ``********``, and the traits from :data:`dialect.COMMANDS` (a line without
+secrets is not sensitive, whatever another form of its command carries). Options are always
 spelled in full (``-partition``, never the ambiguous ``-p``) and destructive commands carry
 ``-force``, so lunash never asks a question.
 
@@ -34,9 +35,13 @@ __all__ = [
     "build_hsm_show",
     "build_ntls_bind",
     "build_partition_create",
+    "build_partition_create_7",
     "build_partition_delete",
+    "build_partition_init",
+    "build_partition_init_co",
     "build_partition_list",
     "build_regen_cert",
+    "build_service_restart",
 ]
 
 
@@ -137,7 +142,8 @@ def _build(name: str, *arguments: _Token) -> Command:
         display=display,
         name=spec.name,
         mutating=spec.mutating,
-        sensitive=spec.sensitive,
+        # A form without secrets (7.x `partition create`) is not sensitive.
+        sensitive=spec.sensitive and bool(secrets),
         timeout=spec.timeout,
         secrets=secrets,
     )
@@ -173,6 +179,15 @@ def build_regen_cert() -> Command:
     return _build("sysconf regenCert")
 
 
+def build_service_restart(service: str = "ntls") -> Command:
+    """`service restart ntls`: on 7.x, NTLS serves a regenerated certificate or a new binding only
+    after it."""
+    checked = _check_value("service", service)
+    if checked not in dialect.RESTARTABLE_SERVICES:
+        raise InvalidArgument("service", f"must be one of {', '.join(sorted(dialect.RESTARTABLE_SERVICES))}")
+    return _build("service restart", checked)
+
+
 def build_ntls_bind(device: str = "eth0") -> Command:
     checked = _check_value("device", device)
     if checked not in dialect.NTLS_DEVICES:
@@ -187,6 +202,49 @@ def build_partition_create(name: str, password: str, domain: str) -> Command:
     """5.x/6.x form: the partition is created initialised with its password and cloning domain."""
     checked_name = _check_value("name", name)
     return _build("partition create", "-partition", checked_name, *_password_and_domain(password, domain))
+
+
+def build_partition_create_7(name: str) -> Command:
+    """7.x form: `partition create -partition <n> -force`; the partition is created uninitialized
+    (no label, Partition SO, domain or Crypto Officer). Needs `hsm login` in the same session."""
+    return _build("partition create", "-partition", _check_value("name", name))
+
+
+def build_partition_init(name: str, label: str, so_password: str, domain: str) -> Command:
+    """7.8.1 on: `partition init -partition <n> -label <l> -password <PSO> -domain <d> -force`.
+
+    Needs `hsm login` in the same session. lunash initializes a partition only once (an initialized
+    one is refused, :attr:`dialect.Outcome.ALREADY_INITIALIZED`); never send it for a partition
+    whose `Partition Version` is not 0."""
+    checked_name = _check_value("name", name)
+    checked_label = _check_value("label", label)
+    return _build(
+        "partition init",
+        "-partition",
+        checked_name,
+        "-label",
+        checked_label,
+        "-password",
+        _check_secret("so_password", so_password),
+        "-domain",
+        _check_secret("domain", domain),
+    )
+
+
+def build_partition_init_co(name: str, so_password: str, co_password: str) -> Command:
+    """7.8.1 on: `partition init co -partition <n> -psopin <PSO> -copin <CO> -force`: the Crypto
+    Officer's first password (to be changed at first use under HSM policy 21, which lunash cannot
+    do). A wrong Partition SO password uses one of its attempts: never retry one."""
+    checked_name = _check_value("name", name)
+    return _build(
+        "partition init co",
+        "-partition",
+        checked_name,
+        "-psopin",
+        _check_secret("so_password", so_password),
+        "-copin",
+        _check_secret("co_password", co_password),
+    )
 
 
 def build_partition_list() -> Command:

@@ -3,7 +3,8 @@ known benign messages, and the per-command table (canonical name, mutating, sens
 
 Nothing here performs I/O or decides anything; ``commands.py`` builds lines from this table,
 ``parsers.py`` reads output with these patterns, and the SSH layer waits on them.
-Source of every literal: ``luna/REFERENCE.md`` (section numbers in the comments).
+Source of every literal: ``luna/REFERENCE.md`` (section numbers in the comments); for Luna Network
+HSM 7, published 7.x output (``tests/unit/transcripts``) or, where a comment says so, an assumption.
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ INTERACTIVE_PROMPTS: Final[tuple[PromptPattern, ...]] = (
         "LAST available HSM Admin login attempt",
         re.compile(r"LAST\s+available\s+HSM\s+Admin\s+login\s+attempt", re.IGNORECASE),
     ),
+    # 7.x `partition create` without -force (published): the question is split over two lines.
+    PromptPattern(
+        PromptKind.CONFIRMATION,
+        "Type 'proceed' to create the partition, or 'quit' (7.x partition create)",
+        re.compile(r"Type\s+'proceed'\s+to\s+create\s+the\s+partition,\s+or\s+'quit'", re.IGNORECASE),
+    ),
     PromptPattern(PromptKind.CONFIRMATION, "Type 'proceed' … or 'quit'", re.compile(r"Type\s+'proceed'")),
     PromptPattern(PromptKind.CONFIRMATION, "… type 'proceed', otherwise …", re.compile(r"type\s+'proceed'")),
     PromptPattern(
@@ -107,7 +114,8 @@ INTERACTIVE_PROMPTS: Final[tuple[PromptPattern, ...]] = (
 #: password; Luna 7 prints the banner, a notice, then `New password:`). Never answered: the
 #: operator logs in once by hand and sets the password the manager secret then holds.
 PASSWORD_CHANGE_PATTERNS: Final = (
-    re.compile(r"you\s+must\s+change\s+your\s+password", re.IGNORECASE),
+    # 7.2 prints the notice in a box of asterisks, wrapped between "your" and "password".
+    re.compile(r"you\s+must\s+change\s+your[\s*]+password", re.IGNORECASE),
     re.compile(r"Changing\s+password\s+for\s+user", re.IGNORECASE),
     re.compile(
         r"(?:^|[\r\n])[^\S\r\n]*(?:\(current\)[^\r\n]*|New|Retype\s+new)\s+password\s*:[^\S\r\n]*\Z",
@@ -131,6 +139,7 @@ PASSWORD_PROMPT_PATTERNS: Final = tuple(
 
 class Outcome(enum.Enum):
     ALREADY_ASSIGNED = "already assigned"
+    ALREADY_INITIALIZED = "already initialized"
     ALREADY_REGISTERED = "already registered"
     NOT_ASSIGNED = "not assigned"
     NO_SUCH_CLIENT = "no such client"
@@ -155,6 +164,14 @@ KNOWN_MESSAGES: Final[tuple[KnownMessage, ...]] = (
         Outcome.ALREADY_REGISTERED,
         re.compile(r"has\s+already\s+been\s+registered", re.IGNORECASE),
         frozenset({"client register"}),
+    ),
+    # 7.x lunash initializes a partition only once (the vendor's command description) and
+    # refuses an initialized one; the wording is not published, "already initialized" is assumed.
+    # Not a success by itself: the caller confirms the partition is its own (label, state).
+    KnownMessage(
+        Outcome.ALREADY_INITIALIZED,
+        re.compile(r"already\s+initiali[sz]ed", re.IGNORECASE),
+        frozenset({"partition init"}),
     ),
     KnownMessage(
         Outcome.NOT_ASSIGNED,
@@ -185,7 +202,7 @@ class CommandSpec:
     name: str
     #: Changes persistent appliance state (a no-op run sends none of these).
     mutating: bool
-    #: Carries a secret on its line (password, cloning domain).
+    #: Carries a secret on its line (password, cloning domain), in at least one of its forms.
     sensitive: bool
     #: Seconds to wait for the prompt after sending.
     timeout: float
@@ -205,6 +222,11 @@ COMMANDS: Final[Mapping[str, CommandSpec]] = _specs(
     CommandSpec("sysconf regenCert", mutating=True, sensitive=False, timeout=120.0, force=True),
     CommandSpec("ntls bind", mutating=True, sensitive=False, timeout=60.0, force=True),
     CommandSpec("partition create", mutating=True, sensitive=True, timeout=120.0, force=True),
+    # 7.x: `partition create -partition <n> -force` (no password or domain; uninitialized).
+    # 7.8.1 on: `partition init` (label, Partition SO password, domain; first time only) and
+    # `partition init co` (the Crypto Officer's first password, with the Partition SO's).
+    CommandSpec("partition init", mutating=True, sensitive=True, timeout=120.0, force=True),
+    CommandSpec("partition init co", mutating=True, sensitive=True, timeout=60.0, force=True),
     CommandSpec("partition list", mutating=False, sensitive=False, timeout=DEFAULT_TIMEOUT, force=False),
     CommandSpec("partition delete", mutating=True, sensitive=False, timeout=120.0, force=True),
     CommandSpec("client register", mutating=True, sensitive=False, timeout=DEFAULT_TIMEOUT, force=False),
@@ -222,9 +244,20 @@ COMMANDS: Final[Mapping[str, CommandSpec]] = _specs(
     # `client register`). Not in REFERENCE.md: this is the form of Thales' lunash reference,
     # `my file delete -file <name> [-force]`, with full option names (`-f` would be ambiguous).
     CommandSpec("my file delete", mutating=True, sensitive=False, timeout=DEFAULT_TIMEOUT, force=True),
+    # 7.x: NTLS serves a regenerated certificate or a new binding only after this (§5-6).
+    CommandSpec("service restart", mutating=True, sensitive=False, timeout=120.0, force=False),
 )
 
 FORCE_OPTION: Final = "-force"
+
+#: Services `service restart` is built for.
+RESTARTABLE_SERVICES: Final = frozenset({"ntls"})
+
+#: `Error:` names of a rejected or locked-out Partition SO password (7.x `partition init co`,
+#: PKCS#11 names as lunacm prints them; the lunash wording is not published). Never retry.
+PARTITION_SO_FAILURE_CODES: Final = frozenset(
+    {"CKR_PIN_INCORRECT", "CKR_PIN_LOCKED", "LUNA_RET_UM_PIN_INCORRECT"}
+)
 
 #: `ntls bind` devices (§6, 7.x list; 5.x uses eth0).
 NTLS_DEVICES: Final = frozenset({"eth0", "eth1", "eth2", "eth3", "bond0", "bond1", "all"})
@@ -254,8 +287,19 @@ HSM_SHOW_FIELDS: Final[Mapping[str, str]] = MappingProxyType(
         "hsm admin login attempts left": "attempts_left",
         "space in use (bytes)": "space_in_use",
         "number of partitions created": "partitions_created",  # 7.x
+        "number of partitions allowed": "partitions_allowed",  # 7.x
     }
 )
+#: `Software Version:` values: `<major>.<minor>[.<patch>][-<build>]`, e.g. `5.4.9-2`, `7.8.5-20`.
+SOFTWARE_VERSION_RE: Final = re.compile(
+    r"^(?P<major>[0-9]+)\.(?P<minor>[0-9]+)(?:\.(?P<patch>[0-9]+))?(?:-(?P<build>[0-9]+))?$"
+)
+#: Software majors this project speaks: 5 and 6 share the Luna SA dialect, 7 is Luna Network HSM 7.
+SOFTWARE_FAMILIES: Final = frozenset({5, 6, 7})
+LUNA7_FAMILY: Final = 7
+#: The first appliance software whose lunash has `partition init` / `partition init co` (7.x
+#: before it: REST or a client's lunacm initializes partitions).
+LUNASH_PARTITION_INIT_SINCE: Final = (7, 8, 1)
 HSM_SHOW_REQUIRED: Final = ("serial", "admin_login_status", "attempts_left")
 HSM_SHOW_LABELS: Final[Mapping[str, str]] = MappingProxyType(
     {

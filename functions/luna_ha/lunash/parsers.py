@@ -25,12 +25,15 @@ __all__ = [
     "PartitionInfo",
     "find_interactive_prompt",
     "known_outcome",
+    "lunash_initializes_partitions",
     "parse_client_fingerprint",
     "parse_client_list",
     "parse_client_show",
     "parse_hsm_show",
     "parse_partition_list",
     "parse_result",
+    "software_family",
+    "software_version_tuple",
 ]
 
 _WS_RE = re.compile(r"\s+")
@@ -80,6 +83,18 @@ class HsmInfo:
     space_in_use: int | None
     #: None when the output has no FIPS line.
     fips: bool | None
+    #: 7.x `Number of partitions allowed`; None when not shown (5.x/6.x).
+    partitions_allowed: int | None = None
+
+    @property
+    def family(self) -> int | None:
+        """5, 6 or 7 (:func:`software_family`); None when no software version was shown."""
+        return None if self.software_version is None else software_family(self.software_version)
+
+    @property
+    def version(self) -> tuple[int, ...] | None:
+        """The software version as numbers (:func:`software_version_tuple`), or None."""
+        return None if self.software_version is None else software_version_tuple(self.software_version)
 
 
 @dataclass(frozen=True)
@@ -87,8 +102,14 @@ class PartitionInfo:
     serial: str
     name: str
     objects: int
-    #: The 7.x `Partition Version` column; None on 5.x/6.x.
-    version: str | None = None
+    #: The 7.x `Partition Version` column: 0 uninitialized, 1 initialized; None on 5.x/6.x.
+    version: int | None = None
+
+    @property
+    def initialized(self) -> bool | None:
+        """7.x: whether the partition has been initialized (label, Partition SO, domain); None on
+        5.x/6.x, where `partition create` initializes."""
+        return None if self.version is None else self.version != 0
 
 
 @dataclass(frozen=True)
@@ -191,6 +212,39 @@ def _int(command: str, label: str, value: str) -> int:
     return int(token)
 
 
+# --- software versions -----------------------------------------------------------------------
+
+
+def software_version_tuple(version: str) -> tuple[int, ...]:
+    """``"7.8.5-20"`` -> ``(7, 8, 5, 20)``, ``"7.2.0-220"`` -> ``(7, 2, 0, 220)``, ``"5.1"`` ->
+    ``(5, 1)``: compare with tuples such as :data:`dialect.LUNASH_PARTITION_INIT_SINCE`. Anything
+    else raises :class:`ParseError`."""
+    match = dialect.SOFTWARE_VERSION_RE.match(version.strip()) if isinstance(version, str) else None
+    if match is None:
+        raise ParseError("hsm show", "'Software Version' is not <major>.<minor>[.<patch>][-<build>]")
+    return tuple(int(part) for part in match.groups() if part is not None)
+
+
+def software_family(version: str) -> int:
+    """The appliance software generation of a `Software Version`: 5 or 6 (Luna SA: one dialect)
+    or 7 (Luna Network HSM 7). Any other major raises :class:`ParseError`: the dialect is unknown."""
+    major = software_version_tuple(version)[0]
+    if major not in dialect.SOFTWARE_FAMILIES:
+        raise ParseError(
+            "hsm show",
+            f"appliance software {major}.x is not supported (only "
+            f"{', '.join(f'{f}.x' for f in sorted(dialect.SOFTWARE_FAMILIES))})",
+        )
+    return major
+
+
+def lunash_initializes_partitions(version: str) -> bool:
+    """Whether this software's lunash has `partition init` and `partition init co` (7.8.1 on)."""
+    return software_family(version) == dialect.LUNA7_FAMILY and (
+        software_version_tuple(version)[:3] >= dialect.LUNASH_PARTITION_INIT_SINCE
+    )
+
+
 # --- hsm show --------------------------------------------------------------------------------
 
 
@@ -259,6 +313,15 @@ def parse_hsm_show(text: str) -> HsmInfo:
         raise ParseError(command, "a partition serial or name is listed twice")
     if partitions and no_partitions_line:
         raise ParseError(command, "partitions are listed and 'There are no partitions.' is shown too")
+    partitions_allowed = (
+        _int(command, "Number of partitions allowed", fields["partitions_allowed"])
+        if "partitions_allowed" in fields
+        else None
+    )
+    if partitions_allowed is not None and len(partitions) > partitions_allowed:
+        raise ParseError(
+            command, f"{len(partitions)} partitions are listed but only {partitions_allowed} are allowed"
+        )
     if "partitions_created" in fields:
         created = _int(command, "Number of partitions created", fields["partitions_created"])
         if created != len(partitions):
@@ -313,6 +376,7 @@ def parse_hsm_show(text: str) -> HsmInfo:
         partitions=tuple(partitions),
         space_in_use=space_in_use,
         fips=fips,
+        partitions_allowed=partitions_allowed,
     )
 
 
@@ -320,8 +384,10 @@ def parse_hsm_show(text: str) -> HsmInfo:
 
 
 def parse_partition_list(text: str) -> tuple[PartitionInfo, ...]:
-    """The listed partitions. Rows together with 'There are no partitions.', or a serial or name
-    listed twice, raise :class:`ParseError`: what is listed decides creates and deletes."""
+    """The listed partitions (5.x/6.x, or 7.x with its `Partition Version` column and 13-digit
+    serials). Rows together with 'There are no partitions.', a serial or name listed twice, or
+    rows and header that disagree on the version column raise :class:`ParseError`: what is listed
+    decides creates, initializations and deletes."""
     command = "partition list"
     lines = _data_lines(command, text)
     if any(dialect.NO_PARTITIONS_RE.match(line) for line in lines):
@@ -346,8 +412,17 @@ def parse_partition_list(text: str) -> tuple[PartitionInfo, ...]:
             )
         if "version" in layout and header and "version" not in header:
             raise ParseError(command, f"row {number} has a version column the header does not show")
+        if "version" not in layout and "version" in header:
+            raise ParseError(command, f"row {number} has no value for the header's version column")
         row = dict(zip(layout, cells, strict=True))
-        for numeric in ("serial", "objects", "total", "used", "free"):
+        for numeric in (
+            "serial",
+            "objects",
+            "total",
+            "used",
+            "free",
+            *(("version",) if "version" in row else ()),
+        ):
             if not _is_number(row[numeric]):
                 raise ParseError(command, f"row {number}: '{numeric}' is not a number")
         rows.append(
@@ -355,7 +430,7 @@ def parse_partition_list(text: str) -> tuple[PartitionInfo, ...]:
                 serial=row["serial"],
                 name=row["name"],
                 objects=int(row["objects"]),
-                version=row.get("version"),
+                version=int(row["version"]) if "version" in row else None,
             )
         )
     if len({r.serial for r in rows}) != len(rows) or len({r.name for r in rows}) != len(rows):

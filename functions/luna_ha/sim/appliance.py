@@ -1,4 +1,4 @@
-"""The socket-free state machine of a simulated Luna SA 5.x/6.x appliance's shell.
+"""The socket-free state machine of a simulated Luna appliance's shell (5.x/6.x and 7.x dialects).
 
 ``ApplianceModel`` (``state.py``) is the appliance; one ``ShellSession`` per interactive shell turns
 each received line into the text lunash prints back. The terminal layer (``server.py``) echoes
@@ -12,7 +12,9 @@ that: for a command
     [<hostname>] lunash:>
 
 and for a question (a command lacking ``-force``, or a missing inline password) the question's
-lines and a ``> `` input marker; the next line fed is the answer. Lines end with CRLF.
+lines and an input marker (``> ``; some 7.x questions indent it or end with their own text);
+the next line fed is the answer. Lines end with CRLF. The commands a line can name are those
+of the appliance's dialect (``commands.commands_for``).
 
 An empty line prints the prompt again; ``quit`` at the prompt is a no-op (prompt only); ``exit``
 ends the session (``closed`` becomes true, no output). HSM Admin login belongs to the session.
@@ -21,8 +23,9 @@ Every received line goes to the journal with its secrets masked.
 
 from __future__ import annotations
 
-from luna_ha.sim.commands import COMMANDS, EXIT, QUIT, WORD_TREE
+from luna_ha.sim.commands import EXIT, QUIT, commands_for, word_tree_for
 from luna_ha.sim.dialogue import (
+    INPUT_MARKER,
     RESULT_TEXT,
     SHELL_FAILURE,
     SUCCESS,
@@ -36,7 +39,14 @@ from luna_ha.sim.dialogue import (
     fail,
 )
 from luna_ha.sim.journal import MASK, Journal, JournalEntry
-from luna_ha.sim.state import DIALECTS, ApplianceModel, Dialect, Partition, RegisteredClient
+from luna_ha.sim.state import (
+    DEFAULT_DIALECT,
+    DIALECTS,
+    ApplianceModel,
+    Dialect,
+    Partition,
+    RegisteredClient,
+)
 from luna_ha.sim.syntax import (
     Arguments,
     SyntaxProblem,
@@ -49,6 +59,7 @@ from luna_ha.sim.syntax import (
 
 __all__ = [
     "DIALECTS",
+    "INPUT_MARKER",
     "ApplianceModel",
     "CommandLine",
     "Dialect",
@@ -60,13 +71,13 @@ __all__ = [
 ]
 
 CRLF = "\r\n"
-INPUT_MARKER = "> "
 
 
 class CommandLine:
-    """A command line read against the table: name, traits and masked text even when it fails."""
+    """A command line read against a dialect's table (5.x/6.x by default): name, traits and masked
+    text even when it fails."""
 
-    def __init__(self, line: str) -> None:
+    def __init__(self, line: str, dialect: Dialect = DIALECTS[DEFAULT_DIALECT]) -> None:
         self.name: str | None = None
         self.command: ShellCommand | None = None
         self.args: Arguments | None = None
@@ -74,9 +85,9 @@ class CommandLine:
         self.masked = mask_unparsed(line)
         try:
             tokens = tokenize(line)
-            self.name, used = resolve_command(tokens, WORD_TREE)
+            self.name, used = resolve_command(tokens, word_tree_for(dialect))
             rest = tokens[used:]
-            self.command = COMMANDS.get(self.name)
+            self.command = commands_for(dialect).get(self.name)
             if self.command is None:
                 if self.name not in (EXIT, QUIT):
                     raise SyntaxProblem(f"'{self.name}' is not available in this simulator.")
@@ -128,7 +139,7 @@ class ShellSession:
         """The canonical command a line at the prompt names (None for answers and non-commands)."""
         if self.awaiting_answer or not line.strip():
             return None
-        return CommandLine(line).name
+        return CommandLine(line, self.state.dialect).name
 
     # -- input --------------------------------------------------------------------------------
 
@@ -141,7 +152,7 @@ class ShellSession:
             return self._answer(line)
         if not line.strip():
             return self.prompt
-        parsed = CommandLine(line)
+        parsed = CommandLine(line, self.state.dialect)
         self._begin(parsed)
         if parsed.problem is not None:
             return self._finish(fail(parsed.problem).reply)
@@ -163,11 +174,11 @@ class ShellSession:
 
     def receive_only(self, line: str) -> None:
         """Journal a command line that was received but never executed (the connection dropped)."""
-        self._begin(CommandLine(line.rstrip("\r\n")))
+        self._begin(CommandLine(line.rstrip("\r\n"), self.state.dialect))
 
     def fail(self, line: str, message: str) -> str:
         """Answer a command line with an injected ``Error:`` (a fault) instead of running it."""
-        self._begin(CommandLine(line.rstrip("\r\n")))
+        self._begin(CommandLine(line.rstrip("\r\n"), self.state.dialect))
         return self._finish(fail(message).reply)
 
     # -- internals ----------------------------------------------------------------------------
@@ -207,7 +218,7 @@ class ShellSession:
         self._ask = ask
         opens_blank = started or (bool(ask.lines) and ask.lines[0] == "")
         lines = list(ask.lines) if opens_blank else ["", *ask.lines]
-        return CRLF.join(lines) + CRLF + INPUT_MARKER
+        return CRLF.join(lines) + CRLF + ask.marker
 
     def _finish(self, reply: Reply) -> str:
         started = self._ask is not None

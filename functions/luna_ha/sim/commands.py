@@ -1,6 +1,9 @@
-"""The lunash command table of the simulator: canonical name -> syntax, traits and handler.
+"""The lunash command tables of the simulator: canonical name -> syntax, traits and handler.
 
-Handlers and their conventions are in ``dialogue.py``.
+Handlers and their conventions are in ``dialogue.py``. One table per software generation
+(``commands_for``): 5.x/6.x (``COMMANDS_5``), 7.x before 7.8.1 (``COMMANDS_7``: the 7.x
+`partition create`/`partition list`, `service restart`) and 7.8.1 on (``COMMANDS_78``: also
+`partition init` and `partition init co`). ``COMMANDS`` holds every canonical name.
 
 Output text where REFERENCE.md is silent (exact strings, all chosen here):
 * Input marker after every question: a line of its own, ``> ``. Answers to password questions
@@ -23,6 +26,28 @@ Output text where REFERENCE.md is silent (exact strings, all chosen here):
 * ``my file delete -file <name> [-force]`` removes a file of the home directory (not in
   REFERENCE.md; the form of Thales' lunash reference). Without ``-force`` it asks to ``proceed``;
   a missing file is ``Error:  'my file delete' failed. File <name> does not exist.``
+* 7.x (from published 7.x output where there is some, else chosen here):
+  - ``hsm show``: the published 7.2 layout (Part Number, Secure Transport Mode, Tamper State,
+    partition counts, environmental block, blank lines; a blank label when zeroized), seen only
+    zeroized. Inferred: the partition lines when partitions exist (the 5.x form), the numeric
+    attempts-left text of an initialized HSM, the label line of a labelled one. Fixed: the part
+    number and environmental values (the published ones), ``RPV/Audit/Remote`` always ``No``;
+    counts and storage are the model's. The banner is the dialect's.
+  - ``partition create`` (published): the indented two-line ``proceed`` question and its
+    indented ``> `` marker; ``-size`` is checked (a positive number of bytes) but every
+    partition has the model's fixed size; ``-password``/``-domain`` are unknown options.
+    Chosen: the output with ``-force``. ``partition list`` (published): the Version table.
+  - ``hsm login`` without ``-password``: the question and marker indented by two (published,
+    flattened: the blank lines around them are inferred).
+  - ``partition init`` / ``partition init co`` (no published transcript; all chosen): the
+    confirmation texts (``partition init`` borrows lunacm's), the password questions, the
+    success lines, ``-label`` defaulting to the partition name, the ``already initialized``
+    refusal, ``(A0 : CKR_PIN_INCORRECT)`` for a wrong Partition SO password and ``(A4 :
+    CKR_PIN_LOCKED)`` once it has no attempts left. ``partition init co`` does not need the
+    HSM Admin login (the Partition SO password is its authority).
+  - ``service restart ntls`` (chosen text; other services are not simulated); ``sysconf
+    regenCert`` and ``ntls bind`` leave a restart pending; the 7.x ``ntls bind`` lines.
+  - ``client show``: no ``HTL Required``/``OTT Expiry`` lines (published, 7.8.5).
 * Words of real lunash the simulator does not implement (``hsm selfTest``, ``partition show``,
   ``syslog``, ``help`` …) are known, so abbreviations are as ambiguous as on the appliance, and
   answer ``Error:  '<command>' is not available in this simulator.``
@@ -34,16 +59,19 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Generator, Mapping
+from types import MappingProxyType
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from luna_ha.sim.dialogue import (
+    INPUT_MARKER,
     Ask,
     Context,
     Interaction,
     Reply,
     ShellCommand,
+    Stop,
     ask_twice,
     confirm,
     fail,
@@ -51,12 +79,16 @@ from luna_ha.sim.dialogue import (
 from luna_ha.sim.state import (
     ATTEMPTS_BEFORE_ZEROIZATION,
     HSM_STORAGE_BYTES,
+    NO_LABEL,
     PARTITION_SIZE_BYTES,
+    Dialect,
     RegisteredClient,
 )
 from luna_ha.sim.syntax import Arguments, OptionSpec, Syntax
 
 NOT_IN_LIST = "(C000040A : RC_OBJECT_NOT_IN_LIST)"
+PSO_INCORRECT = "(A0 : CKR_PIN_INCORRECT)"
+PSO_LOCKED = "(A4 : CKR_PIN_LOCKED)"
 NTLS_DEVICES = ("eth0", "eth1", "eth2", "eth3", "bond0", "bond1", "all")
 _NAME_RE = re.compile(r"[!#$%'()*+,\-./0-9:=@A-Z\[\]^_a-z{}~]{1,64}")
 
@@ -126,6 +158,8 @@ def _require_partition(ctx: Context, name: str) -> None:
 
 def hsm_show(ctx: Context, args: Arguments) -> Reply:
     s, d = ctx.state, ctx.state.dialect
+    if d.family >= 7:
+        return _hsm_show_7(ctx)
     attempts = "HSM IS ZEROIZED !!!!" if s.zeroized else f"{s.attempts_left} before HSM zeroization!"
     rows: list[tuple[str, str]] = [
         ("HSM Label:", s.label),
@@ -167,6 +201,82 @@ def hsm_show(ctx: Context, args: Arguments) -> Reply:
             "   HSM Storage Information:",
             "   ========================",
             *(f"   {key:<37}{value}" for key, value in storage),
+        )
+    )
+
+
+#: 7.x `hsm show` values the model does not hold (those of a Luna K7 appliance's published output).
+HSM_PART_NUMBER_7 = "808-000066-001"
+_ENVIRONMENT_7 = (
+    ("Battery Voltage:", "3.093 V"),
+    ("Battery Warning Threshold Voltage:", "2.750 V"),
+    ("System Temp:", "35 deg. C"),
+    ("System Temp Warning Threshold:", "75 deg. C"),
+)
+
+
+def _hsm_show_7(ctx: Context) -> Reply:
+    """Luna Network HSM 7 `hsm show`: the published 7.2 layout, with this appliance's values."""
+    s, d = ctx.state, ctx.state.dialect
+    attempts = "HSM IS ZEROIZED !!!!" if s.zeroized else f"{s.attempts_left} before HSM zeroization!"
+    label = "" if s.zeroized or s.label == NO_LABEL else s.label
+    rows: list[tuple[str, str]] = [
+        ("HSM Label:", label),
+        ("Serial #:", s.serial),
+        ("Firmware:", d.firmware),
+        (d.model_label, d.model),
+        ("HSM Part Number:", HSM_PART_NUMBER_7),
+        ("Authentication Method:", "Password"),
+        ("HSM Admin login status:", "Logged In" if ctx.logged_in else "Not Logged In"),
+        ("HSM Admin login attempts left:", attempts),
+        ("RPV Initialized:", "No"),
+        ("Audit Role Initialized:", "No"),
+        ("Remote Login Initialized:", "No"),
+        ("Manually Zeroized:", "No"),
+        ("Secure Transport Mode:", "No"),
+        ("HSM Tamper State:", "No tamper(s)"),
+    ]
+    partitions = [f"   Partition: {p.serial},     Name: {p.name}" for p in s.partitions.values()]
+    counts = [
+        ("Number of partitions allowed:", s.max_partitions),
+        ("Number of partitions created:", len(s.partitions)),
+    ]
+    storage = [
+        ("Maximum HSM Storage Space (Bytes):", HSM_STORAGE_BYTES),
+        ("Space In Use (Bytes):", s.space_in_use),
+        ("Free Space Left (Bytes):", HSM_STORAGE_BYTES - s.space_in_use),
+    ]
+    return Reply(
+        (
+            "",
+            "   Appliance Details:",
+            "   ==================",
+            f"   {'Software Version:':<33}{d.software_version}",
+            "",
+            "   HSM Details:",
+            "   ============",
+            *(f"   {key:<36}{value}".rstrip() for key, value in rows),
+            "",
+            "   Partitions created on HSM:",
+            "   ==============================",
+            *(partitions or ["   There are no partitions."]),
+            "",
+            "",
+            *(f"   {key:<37}{value}" for key, value in counts),
+            "",
+            "   FIPS 140-2 Operation:",
+            "   =====================",
+            "   The HSM is NOT in FIPS 140-2 approved operation mode.",
+            "",
+            "   HSM Storage Information:",
+            "   ========================",
+            *(f"   {key:<37}{value}" for key, value in storage),
+            "",
+            "   Environmental Information on HSM:",
+            "   =================================",
+            *(f"   {key:<37}{value}" for key, value in _ENVIRONMENT_7),
+            "",
+            "",
         )
     )
 
@@ -214,7 +324,11 @@ def hsm_login(ctx: Context, args: Arguments) -> Interaction:
         yield from confirm(ctx, *_LAST_ATTEMPT)
     password = _inline_secret(args, "password")
     if password is None:
-        password = yield ctx.ask("Please enter the HSM Administrators' password:", secret=True)
+        question = "Please enter the HSM Administrators' password:"
+        if s.family >= 7:
+            password = yield ctx.ask(f"  {question}", secret=True, marker=f"  {INPUT_MARKER}")
+        else:
+            password = yield ctx.ask(question, secret=True)
     with s.lock:
         _require_initialized(ctx)
         expected = s.admin_password or ""
@@ -247,7 +361,10 @@ _REGEN_WARNING = (
 def sysconf_regen_cert(ctx: Context, args: Arguments) -> Interaction:
     if not args.has("force"):
         yield from confirm(ctx, *_REGEN_WARNING)
-    ctx.state.regenerate_server_cert()
+    with ctx.state.lock:
+        ctx.state.regenerate_server_cert()
+        if ctx.state.family >= 7:
+            ctx.state.ntls_restart_pending = True
     return Reply(
         (
             "Proceeding...",
@@ -264,15 +381,27 @@ def ntls_bind(ctx: Context, args: Arguments) -> Interaction:
     device = args.positionals[0].lower()
     if device not in NTLS_DEVICES:
         raise fail(f"Invalid network device: {args.positionals[0]} (one of: {', '.join(NTLS_DEVICES)})")
+    seven = ctx.state.family >= 7
     if not args.has("force"):
         yield from confirm(
             ctx,
-            "CAUTION:  The NTLS service will be restarted; connected clients will lose their sessions.",
+            "CAUTION:  The new binding takes effect when the NTLS service is restarted."
+            if seven
+            else "CAUTION:  The NTLS service will be restarted; connected clients will lose their sessions.",
             "",
             _IF_SURE,
         )
     with ctx.state.lock:
         ctx.state.ntls_bound, ctx.state.ntls_device = True, device
+        if seven:
+            ctx.state.ntls_restart_pending = True
+    if seven:
+        return Reply(
+            (
+                f"NTLS binding set to network device {device}.",
+                "NTLS must be restarted for the new binding to take effect: use 'service restart ntls'.",
+            )
+        )
     return Reply(
         (
             f"NTLS binding set to network device {device}.",
@@ -352,6 +481,174 @@ def partition_delete(ctx: Context, args: Arguments) -> Interaction:
     return ctx.done()
 
 
+SERVICES = ("ntls",)
+
+
+def service_restart(ctx: Context, args: Arguments) -> Reply:
+    """7.x `service restart <service>`; only NTLS is simulated: it starts serving the current
+    certificate and binding (``ntls_restart_pending`` clears)."""
+    service = args.positionals[0].lower()
+    if service not in SERVICES:
+        raise fail(f"'{ctx.name} {args.positionals[0]}' is not available in this simulator.")
+    with ctx.state.lock:
+        ctx.state.ntls_restart_pending = False
+    return ctx.done("Restarting the NTLS service...", "NTLS service restarted.")
+
+
+def _done_7(ctx: Context) -> Reply:
+    """A 7.x success: the success line, then two blank lines before the result."""
+    return Reply((f"'{ctx.name}' successful.", ""))
+
+
+_CREATE_QUESTION_7 = (
+    "",
+    "",
+    "          Type 'proceed' to create the partition, or",
+    "          'quit' to quit now.",
+)
+_CREATE_MARKER_7 = "          " + INPUT_MARKER
+
+
+def _partition_size(args: Arguments) -> None:
+    size = args.get("size")
+    if size is not None and not (size.isascii() and size.isdigit() and int(size) > 0):
+        raise fail(f"Invalid partition size: {size} (a number of bytes)")
+
+
+def partition_create_7(ctx: Context, args: Arguments) -> Interaction:
+    """7.x: an uninitialized partition (no label, Partition SO, domain or Crypto Officer)."""
+    s = ctx.state
+    _require_login(ctx)
+    name = _valid_name(args["partition"], "partition name")
+    _partition_size(args)
+
+    def check() -> None:
+        if name in s.partitions:
+            raise fail(f"'partition create' failed. A partition named {name} already exists.")
+        if len(s.partitions) >= s.max_partitions:
+            raise fail("'partition create' failed. (CKR_LICENSE_CAPACITY_EXCEEDED)")
+
+    check()
+    if not args.has("force"):
+        yield from confirm(ctx, *_CREATE_QUESTION_7, marker=_CREATE_MARKER_7)
+    with s.lock:
+        _require_login(ctx)
+        check()
+        s.add_uninitialized_partition(name)
+    return _done_7(ctx)
+
+
+def partition_list_7(ctx: Context, args: Arguments) -> Reply:
+    rows = [
+        f"{p.serial:<19}  {p.name:<32}  {p.version:<11}  {p.objects:>7}  {PARTITION_SIZE_BYTES:>7}  "
+        f"{p.used_bytes:>7}  {PARTITION_SIZE_BYTES - p.used_bytes:>7}"
+        for p in ctx.state.partitions.values()
+    ]
+    if not rows:
+        return Reply(("There are no partitions.",))
+    return Reply(
+        (
+            " " * 78 + "Storage (bytes)",
+            " " * 55 + "Partition    " + "-" * 34,
+            "Partition            Name                              Version      "
+            "Objects  Total     Used     Free",
+            "  ".join("=" * width for width in (19, 32, 11, 7, 7, 7, 7)),
+            *rows,
+        )
+    )
+
+
+def _already_initialized(name: str) -> Stop:
+    return fail(
+        f"'partition init' failed. Partition {name} is already initialized. lunash initializes a "
+        "partition only once; re-initialize it (erasing it) from a client with lunacm."
+    )
+
+
+_INIT_WARNING_7 = (
+    "",
+    "  You are about to initialize the partition.",
+    "  All contents of the partition will be destroyed.",
+    "",
+    "  Are you sure you wish to continue?",
+    "",
+)
+_INIT_MARKER_7 = "  Type 'proceed' to continue, or 'quit' to quit now ->"
+
+
+def partition_init(ctx: Context, args: Arguments) -> Interaction:
+    """7.8: the first initialization of a partition (label, Partition SO password, cloning domain)."""
+    s, name = ctx.state, args["partition"]
+    _require_login(ctx)
+    _require_partition(ctx, name)
+
+    def check() -> None:
+        if s.partitions[name].initialized:
+            raise _already_initialized(name)
+
+    check()
+    label = _valid_name(args.get("label") or name, "label")
+    password, domain = yield from _password_and_domain(
+        ctx,
+        args,
+        ("password",),
+        "Please enter a password for the Partition SO:",
+        "Please enter a cloning domain to use for initializing this partition:",
+    )
+    if not args.has("force"):
+        yield from confirm(ctx, *_INIT_WARNING_7, marker=_INIT_MARKER_7)
+    with s.lock:
+        _require_login(ctx)
+        _require_partition(ctx, name)
+        check()
+        s.init_partition(name, label, password, domain)
+    return _done_7(ctx)
+
+
+def partition_init_co(ctx: Context, args: Arguments) -> Interaction:
+    """7.8: set the Crypto Officer's password with the Partition SO's (``-psopin``)."""
+    s, name = ctx.state, args["partition"]
+    _require_initialized(ctx)
+    _require_partition(ctx, name)
+
+    def check() -> None:
+        partition = s.partitions[name]
+        if not partition.initialized:
+            raise fail(
+                f"'{ctx.name}' failed. Partition {name} is not initialized. Use 'partition init' first."
+            )
+        if partition.so_attempts_left <= 0:
+            raise fail(f"'{ctx.name}' failed. {PSO_LOCKED}", "The Partition SO is locked out.")
+
+    check()
+    so_password = _inline_secret(args, "psopin")
+    if so_password is None:
+        so_password = yield ctx.ask("Please enter the Partition SO password:", secret=True)
+    co_password = _inline_secret(args, "copin")
+    if co_password is None:
+        co_password = yield from ask_twice(
+            ctx, "Please enter a password for the Crypto Officer:", "Please re-enter password to confirm:"
+        )
+    if not args.has("force"):
+        yield from confirm(
+            ctx,
+            "",
+            f"CAUTION:  Are you sure you wish to initialize the Crypto Officer of partition {name}?",
+            "",
+            _proceed_or_quit("initialize the Crypto Officer"),
+        )
+    with s.lock:
+        _require_initialized(ctx)
+        _require_partition(ctx, name)
+        check()
+        if not s.verify_partition_so(name, so_password):
+            if s.partitions[name].so_attempts_left <= 0:
+                raise fail(f"'{ctx.name}' failed. {PSO_LOCKED}", "The Partition SO is locked out.")
+            raise fail(f"'{ctx.name}' failed. {PSO_INCORRECT}")
+        s.init_co(name, co_password)
+    return _done_7(ctx)
+
+
 # -- clients --------------------------------------------------------------------------------------
 
 
@@ -416,7 +713,8 @@ def client_list(ctx: Context, args: Arguments) -> Reply:
 
 def client_show(ctx: Context, args: Arguments) -> Reply:
     client = _client(ctx, args["client"])
-    extended = ("HTL Required: no", "OTT Expiry:   n/a") if ctx.state.dialect.extended_fields else ()
+    d = ctx.state.dialect
+    extended = ("HTL Required: no", "OTT Expiry:   n/a") if d.extended_fields and d.family < 7 else ()
     partitions = ", ".join(f'"{p}"' for p in client.partitions) or "<none>"
     return Reply(
         (
@@ -468,68 +766,127 @@ def my_file_delete(ctx: Context, args: Arguments) -> Interaction:
     return ctx.done()
 
 
-# -- the table ------------------------------------------------------------------------------------
+# -- the tables -----------------------------------------------------------------------------------
 
 _FORCE = OptionSpec("force", takes_value=False)
 _CLIENT = OptionSpec("client", required=True)
 _PARTITION = OptionSpec("partition", required=True)
 
-COMMANDS: Mapping[str, ShellCommand] = {
-    c.name: c
-    for c in (
-        ShellCommand("hsm show", hsm_show),
-        ShellCommand(
-            "hsm init",
-            hsm_init,
-            Syntax(
-                (
-                    OptionSpec("label", required=True),
-                    OptionSpec("domain", secret=True),
-                    OptionSpec("password", secret=True),
-                    OptionSpec("sopw", secret=True),
-                    _FORCE,
-                )
-            ),
-            mutating=True,
+
+def _table(*commands: ShellCommand) -> Mapping[str, ShellCommand]:
+    return MappingProxyType({c.name: c for c in commands})
+
+
+_SHARED_BEFORE = (
+    ShellCommand("hsm show", hsm_show),
+    ShellCommand(
+        "hsm init",
+        hsm_init,
+        Syntax(
+            (
+                OptionSpec("label", required=True),
+                OptionSpec("domain", secret=True),
+                OptionSpec("password", secret=True),
+                OptionSpec("sopw", secret=True),
+                _FORCE,
+            )
         ),
-        ShellCommand("hsm login", hsm_login, Syntax((OptionSpec("password", secret=True),)), auth=True),
-        ShellCommand("hsm logout", hsm_logout, auth=True),
-        ShellCommand("sysconf regenCert", sysconf_regen_cert, Syntax((_FORCE,)), mutating=True),
-        ShellCommand("ntls bind", ntls_bind, Syntax((_FORCE,), positionals=("device",)), mutating=True),
-        ShellCommand(
-            "partition create",
-            partition_create,
-            Syntax(
-                (_PARTITION, OptionSpec("password", secret=True), OptionSpec("domain", secret=True), _FORCE)
-            ),
-            mutating=True,
+        mutating=True,
+    ),
+    ShellCommand("hsm login", hsm_login, Syntax((OptionSpec("password", secret=True),)), auth=True),
+    ShellCommand("hsm logout", hsm_logout, auth=True),
+    ShellCommand("sysconf regenCert", sysconf_regen_cert, Syntax((_FORCE,)), mutating=True),
+    ShellCommand("ntls bind", ntls_bind, Syntax((_FORCE,), positionals=("device",)), mutating=True),
+)
+_SHARED_AFTER = (
+    ShellCommand("partition delete", partition_delete, Syntax((_PARTITION, _FORCE)), mutating=True),
+    ShellCommand(
+        "client register",
+        client_register,
+        Syntax((_CLIENT, OptionSpec("hostname"), OptionSpec("ip"))),
+        mutating=True,
+    ),
+    ShellCommand(
+        "client assignPartition", client_assign_partition, Syntax((_CLIENT, _PARTITION)), mutating=True
+    ),
+    ShellCommand(
+        "client revokePartition", client_revoke_partition, Syntax((_CLIENT, _PARTITION)), mutating=True
+    ),
+    ShellCommand("client list", client_list),
+    ShellCommand("client show", client_show, Syntax((_CLIENT,))),
+    ShellCommand("client delete", client_delete, Syntax((_CLIENT, _FORCE)), mutating=True),
+    ShellCommand("client fingerprint", client_fingerprint, Syntax((_CLIENT,))),
+    ShellCommand(
+        "my file delete",
+        my_file_delete,
+        Syntax((OptionSpec("file", required=True), _FORCE)),
+        mutating=True,
+    ),
+)
+
+#: Luna SA 5.x / 6.x: `partition create` initializes the partition with its password and domain.
+COMMANDS_5: Mapping[str, ShellCommand] = _table(
+    *_SHARED_BEFORE,
+    ShellCommand(
+        "partition create",
+        partition_create,
+        Syntax((_PARTITION, OptionSpec("password", secret=True), OptionSpec("domain", secret=True), _FORCE)),
+        mutating=True,
+    ),
+    ShellCommand("partition list", partition_list),
+    *_SHARED_AFTER,
+)
+
+_COMMANDS_7 = (
+    *_SHARED_BEFORE,
+    ShellCommand("service restart", service_restart, Syntax(positionals=("service",)), mutating=True),
+    ShellCommand(
+        "partition create",
+        partition_create_7,
+        Syntax((_PARTITION, OptionSpec("size"), _FORCE)),
+        mutating=True,
+    ),
+    ShellCommand("partition list", partition_list_7),
+    *_SHARED_AFTER,
+)
+_PARTITION_INIT_7 = (
+    ShellCommand(
+        "partition init",
+        partition_init,
+        Syntax(
+            (
+                _PARTITION,
+                OptionSpec("label"),
+                OptionSpec("password", secret=True),
+                OptionSpec("domain", secret=True),
+                _FORCE,
+            )
         ),
-        ShellCommand("partition list", partition_list),
-        ShellCommand("partition delete", partition_delete, Syntax((_PARTITION, _FORCE)), mutating=True),
-        ShellCommand(
-            "client register",
-            client_register,
-            Syntax((_CLIENT, OptionSpec("hostname"), OptionSpec("ip"))),
-            mutating=True,
-        ),
-        ShellCommand(
-            "client assignPartition", client_assign_partition, Syntax((_CLIENT, _PARTITION)), mutating=True
-        ),
-        ShellCommand(
-            "client revokePartition", client_revoke_partition, Syntax((_CLIENT, _PARTITION)), mutating=True
-        ),
-        ShellCommand("client list", client_list),
-        ShellCommand("client show", client_show, Syntax((_CLIENT,))),
-        ShellCommand("client delete", client_delete, Syntax((_CLIENT, _FORCE)), mutating=True),
-        ShellCommand("client fingerprint", client_fingerprint, Syntax((_CLIENT,))),
-        ShellCommand(
-            "my file delete",
-            my_file_delete,
-            Syntax((OptionSpec("file", required=True), _FORCE)),
-            mutating=True,
-        ),
-    )
-}
+        mutating=True,
+    ),
+    ShellCommand(
+        "partition init co",
+        partition_init_co,
+        Syntax((_PARTITION, OptionSpec("psopin", secret=True), OptionSpec("copin", secret=True), _FORCE)),
+        mutating=True,
+    ),
+)
+#: Luna Network HSM 7 before 7.8.1: partitions are created uninitialized; lunash cannot initialize them.
+COMMANDS_7: Mapping[str, ShellCommand] = _table(*_COMMANDS_7)
+#: Luna Network HSM 7.8.1 on: lunash also has `partition init` and `partition init co`.
+COMMANDS_78: Mapping[str, ShellCommand] = _table(*_COMMANDS_7, *_PARTITION_INIT_7)
+
+#: Every canonical command any dialect knows (the 5.x/6.x handler where two dialects differ): the
+#: names faults and journals use.
+COMMANDS: Mapping[str, ShellCommand] = MappingProxyType({**COMMANDS_78, **COMMANDS_5})
+
+
+def commands_for(dialect: Dialect) -> Mapping[str, ShellCommand]:
+    """The command table of one appliance software generation."""
+    if dialect.family < 7:
+        return COMMANDS_5
+    return COMMANDS_78 if dialect.lunash_partition_init else COMMANDS_7
+
 
 #: Shell words that are not commands of the table.
 EXIT, QUIT = "exit", "quit"
@@ -562,16 +919,32 @@ NOT_SIMULATED: Mapping[str, tuple[str, ...]] = {
     ),
     **dict.fromkeys(_words("audit help network package service status syslog token user webserver"), ()),
 }
+#: 7.x: `service` has verbs (`service restart` is simulated).
+_NOT_SIMULATED_7: Mapping[str, tuple[str, ...]] = {
+    **NOT_SIMULATED,
+    "service": _words("list start status stop"),
+}
 
 
-def _word_tree() -> dict[str, tuple[str, ...]]:
+def _word_tree(
+    commands: Mapping[str, ShellCommand], not_simulated: Mapping[str, tuple[str, ...]]
+) -> Mapping[str, tuple[str, ...]]:
     tree: dict[str, list[str]] = {EXIT: [], QUIT: []}
-    for name in COMMANDS:
+    for name in commands:
         noun, verb = name.split(" ", 1)
         tree.setdefault(noun, []).append(verb)
-    for noun, verbs in NOT_SIMULATED.items():
+    for noun, verbs in not_simulated.items():
         tree.setdefault(noun, []).extend(verbs)
-    return {noun: tuple(verbs) for noun, verbs in tree.items()}
+    return MappingProxyType({noun: tuple(verbs) for noun, verbs in tree.items()})
 
 
-WORD_TREE: Mapping[str, tuple[str, ...]] = _word_tree()
+WORD_TREE: Mapping[str, tuple[str, ...]] = _word_tree(COMMANDS_5, NOT_SIMULATED)
+_WORD_TREE_7 = _word_tree(COMMANDS_7, _NOT_SIMULATED_7)
+_WORD_TREE_78 = _word_tree(COMMANDS_78, _NOT_SIMULATED_7)
+
+
+def word_tree_for(dialect: Dialect) -> Mapping[str, tuple[str, ...]]:
+    """The command words of one appliance software generation (its table and its known words)."""
+    if dialect.family < 7:
+        return WORD_TREE
+    return _WORD_TREE_78 if dialect.lunash_partition_init else _WORD_TREE_7

@@ -20,6 +20,8 @@ from luna_ha.sim.syntax import Arguments, Syntax
 
 SUCCESS = 0
 SHELL_FAILURE = 65535
+#: What the shell prints where the answer to a question is typed (after the question's lines).
+INPUT_MARKER = "> "
 RESULT_TEXT = {SUCCESS: "Success", SHELL_FAILURE: "Luna Shell execution"}
 
 
@@ -34,6 +36,8 @@ class Ask:
     lines: tuple[str, ...]
     #: The answer is a password or cloning domain: echoed as `*`, journaled masked.
     secret: bool = False
+    #: Printed on a line of its own after ``lines``; the answer is typed after it.
+    marker: str = INPUT_MARKER
 
 
 class Stop(Exception):
@@ -73,8 +77,8 @@ class Context:
     def say(self, *lines: str) -> None:
         self.said.extend(lines)
 
-    def ask(self, *lines: str, secret: bool = False) -> Ask:
-        ask = Ask((*self.said, *lines), secret)
+    def ask(self, *lines: str, secret: bool = False, marker: str = INPUT_MARKER) -> Ask:
+        ask = Ask((*self.said, *lines), secret, marker)
         self.said.clear()
         return ask
 
@@ -95,15 +99,17 @@ class ShellCommand:
     auth: bool = False
 
 
-def confirm(ctx: Context, *lines: str) -> Generator[Ask, str, None]:
-    answer = yield ctx.ask(*lines)
+def confirm(ctx: Context, *lines: str, marker: str = INPUT_MARKER) -> Generator[Ask, str, None]:
+    answer = yield ctx.ask(*lines, marker=marker)
     if answer.strip().lower() != "proceed":
         raise Stop(Reply(("Command aborted.",), SHELL_FAILURE))
 
 
-def ask_twice(ctx: Context, question: str, again: str) -> Generator[Ask, str, str]:
-    first = yield ctx.ask(question, secret=True)
-    second = yield ctx.ask(again, secret=True)
+def ask_twice(
+    ctx: Context, question: str, again: str, marker: str = INPUT_MARKER
+) -> Generator[Ask, str, str]:
+    first = yield ctx.ask(question, secret=True, marker=marker)
+    second = yield ctx.ask(again, secret=True, marker=marker)
     if first != second:
         raise fail("The two entries do not match.")
     if not first:

@@ -456,7 +456,7 @@ class SimulatedAppliance:
             channel.sendall(b"\x01" + str(problem).encode() + b"\n")
             return 1
         if request is None:
-            line = CommandLine(command)
+            line = CommandLine(command, self.state.dialect)
             self.journal.record(
                 session=session_id,
                 kind="exec",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
 import threading
 from dataclasses import dataclass, field
 from typing import Literal
@@ -345,6 +346,20 @@ class ApplianceModel:
             partition.so_attempts_left = ROLE_LOGIN_ATTEMPTS
             partition.objects = 0
             partition.co = Role()
+
+    def verify_partition_so(self, name: str, password: str) -> bool:
+        """A Partition SO password check (7.x): True resets the attempts; a wrong ``password`` uses
+        one. A locked-out Partition SO (no attempts left) or an uninitialized partition is False
+        without using one."""
+        with self.lock:
+            partition = self.partitions[name]
+            if partition.so_password is None or partition.so_attempts_left <= 0:
+                return False
+            if not hmac.compare_digest(password.encode(), partition.so_password.encode()):
+                partition.so_attempts_left -= 1
+                return False
+            partition.so_attempts_left = ROLE_LOGIN_ATTEMPTS
+            return True
 
     def init_co(self, name: str, password: str) -> None:
         """Set the Crypto Officer's password; under policy 21 it must be changed at first use."""

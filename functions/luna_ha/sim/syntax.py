@@ -106,15 +106,26 @@ def resolve(word: str, candidates: Sequence[str], what: str) -> str:
 
 def resolve_command(tokens: Sequence[Token], tree: Mapping[str, Sequence[str]]) -> tuple[str, int]:
     """(canonical command, number of tokens it used). ``tree`` maps nouns to verbs; a verb may be
-    several words (``my`` -> ``file delete``), each resolved on its own; no verbs: a one-word command."""
+    several words (``my`` -> ``file delete``), each resolved on its own; no verbs: a one-word command.
+    When one verb begins another (``init`` and ``init co``), the longer wins if the line goes on
+    with its next word."""
     if not tokens or tokens[0].is_option:
         raise SyntaxProblem("Invalid command: " + (tokens[0].text if tokens else ""))
     noun = resolve(tokens[0].text, list(tree), "command")
     words = [noun]
     remaining = [verb.split() for verb in tree[noun]]
-    while remaining and not any(not rest for rest in remaining):
-        choices = list(dict.fromkeys(rest[0] for rest in remaining))
+    while remaining:
         used = len(words)
+        if any(not rest for rest in remaining):
+            # A whole command; a longer one (`partition init` / `partition init co`) only when
+            # the next word names its continuation.
+            longer = _continuation(tokens, used, [rest for rest in remaining if rest])
+            if longer is None:
+                break
+            words.append(longer)
+            remaining = [rest[1:] for rest in remaining if rest and rest[0] == longer]
+            continue
+        choices = list(dict.fromkeys(rest[0] for rest in remaining))
         if len(tokens) <= used or tokens[used].is_option:
             heads = [" ".join(rest) for rest in remaining]
             raise SyntaxProblem(
@@ -124,6 +135,16 @@ def resolve_command(tokens: Sequence[Token], tree: Mapping[str, Sequence[str]]) 
         words.append(word)
         remaining = [rest[1:] for rest in remaining if rest[0] == word]
     return " ".join(words), len(words)
+
+
+def _continuation(tokens: Sequence[Token], used: int, longer: list[list[str]]) -> str | None:
+    """The next word of a longer command than the one ``tokens[:used]`` already names, or None."""
+    if not longer or len(tokens) <= used or tokens[used].is_option:
+        return None
+    try:
+        return resolve(tokens[used].text, list(dict.fromkeys(rest[0] for rest in longer)), "command")
+    except SyntaxProblem:
+        return None
 
 
 def parse_arguments(tokens: Sequence[Token], syntax: Syntax) -> Arguments:
@@ -170,8 +191,9 @@ def mask_spans(line: str, spans: Sequence[tuple[int, int]]) -> str:
     return line
 
 
-#: Option names that may carry a secret somewhere in lunash (`-password`, `-domain`, `-sopw`).
-_SECRET_OPTION_INITIALS = ("-p", "-d", "-s")
+#: Option names that may carry a secret somewhere in lunash (`-password`, `-domain`, `-sopw`, and
+#: 7.x `-psopin`, `-copin`; `-c` also over-masks `-client` values of lines that do not parse).
+_SECRET_OPTION_INITIALS = ("-p", "-d", "-s", "-c")
 
 
 def mask_unparsed(line: str) -> str:

@@ -7,10 +7,11 @@ is ``exit``. Each line then passes the faults (drop, hang, fail) and, once a com
 its latency, before the ``ShellSession``'s output is sent.
 
 With ``password_change`` the shell first asks for a new password, as a Luna 7 appliance does at
-the first login (REFERENCE.md §1.1; the notice's wording is chosen here): the banner, a notice,
-``Changing password for user <name>.``, ``New password:``, ``Retype new password:`` (nothing is
-echoed). Two equal answers call ``password_change(new)`` and open lunash; different ones end the
-shell. The answers are never journaled.
+the first login (REFERENCE.md §1.1): the banner, a notice, ``Changing password for user <name>.``,
+``New password:``, ``Retype new password:`` (nothing is echoed). On 7.x dialects the notice is the
+one a 7.2 appliance prints (boxed notice and password rules; the rules are not enforced); on
+5.x/6.x its wording is chosen here. Two equal answers call ``password_change(new)`` and open
+lunash; different ones end the shell. The answers are never journaled.
 """
 
 from __future__ import annotations
@@ -38,6 +39,40 @@ def pty_echo(modes: bytes) -> bool:
             return int.from_bytes(modes[i + 1 : i + 5], "big") != 0
         i += 5
     return True
+
+
+_BOX_7 = "*" * 53
+_BOX_LINE_7 = "**" + " " * 49 + "**"
+
+
+def password_notice_7(username: str) -> tuple[str, ...]:
+    """What a Luna 7 appliance prints between its banner and ``New password:`` at a first login."""
+    return (
+        "",
+        _BOX_7,
+        _BOX_LINE_7,
+        "**   For security purposes, you must change your   **",
+        "**   password.                                     **",
+        _BOX_LINE_7,
+        "**   Please ensure you store your new password     **",
+        "**   in a secure location.                         **",
+        _BOX_LINE_7,
+        "**               DO NOT LOSE IT!                   **",
+        _BOX_LINE_7,
+        _BOX_7,
+        "",
+        f"Changing password for user {username}.",
+        "",
+        "You can now choose the new password.",
+        "",
+        "The password must be at least 8 characters long.",
+        "The password must contain characters from at least 3 of the following 4 categories:",
+        "    - Uppercase letters (A through Z)",
+        "    - Lowercase letters (a through z)",
+        "    - Numbers (0 through 9)",
+        "    - Non-alphanumeric characters (such as !, $, #, %)",
+        "",
+    )
 
 
 class ShellTerminal:
@@ -89,19 +124,18 @@ class ShellTerminal:
     def run(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         if self.password_change is not None:
-            self.send(
-                "\r\n".join(
-                    (
-                        self.session.state.dialect.banner,
-                        "",
-                        "*" * 66,
-                        "*   For security purposes, you must change your password now.   *",
-                        "*" * 66,
-                        f"Changing password for user {self.username}.",
-                        "New password: ",
-                    )
+            dialect = self.session.state.dialect
+            notice = (
+                password_notice_7(self.username)
+                if dialect.family >= 7
+                else (
+                    "*" * 66,
+                    "*   For security purposes, you must change your password now.   *",
+                    "*" * 66,
+                    f"Changing password for user {self.username}.",
                 )
             )
+            self.send("\r\n".join((dialect.banner, "", *notice, "New password: ")))
         else:
             self.send(self.session.greeting())
         after_cr = False
