@@ -19,6 +19,7 @@ from luna_ha import appliance as appl
 from luna_ha.clock import Deadline
 from luna_ha.coordination import CoordinationError, Coordinator
 from luna_ha.errors import ApplianceError
+from luna_ha.software import Channel
 from luna_ha.planner import Action, ApplianceState, Step, check_login_allowed
 from luna_ha.shell import ApplianceShell
 
@@ -55,7 +56,9 @@ class AdminGuard:
     def check(
         self, host: str, fingerprint: str, shell: ApplianceShell, step: Step, done: Sequence[Step]
     ) -> None:
-        if step.action not in (Action.HSM_LOGIN, Action.HSM_INIT):
+        # A 7.x partition initialized over REST logs in as HSM Admin there: the same lease and check.
+        rest_login = step.action is Action.PARTITION_INIT and step.via is Channel.REST
+        if step.action not in (Action.HSM_LOGIN, Action.HSM_INIT) and not rest_login:
             return
         self.acquire(host, fingerprint, str(step))
         hsm = appl.read_hsm(shell, f"{step}: check hsm show")
@@ -66,7 +69,7 @@ class AdminGuard:
                 "the HSM is no longer zeroized (another run initialized it?); hsm init was not sent",
             )
         initialized_here = any(s.action is Action.HSM_INIT for s in done)
-        if step.action is Action.HSM_LOGIN and not initialized_here:
+        if (step.action is Action.HSM_LOGIN or rest_login) and not initialized_here:
             now = ApplianceState(None, None, zeroized=False, attempts_left=hsm.attempts_left)
             check_login_allowed(host, now)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from luna_ha.clock import Deadline
-from luna_ha.errors import DeadlineExceeded
+from luna_ha.errors import DeadlineExceeded, SecretError
 from luna_ha.lunash import commands as lc
 from luna_ha.lunash.dialect import Outcome
 from luna_ha.lunash.parsers import (
@@ -23,7 +23,9 @@ from luna_ha.lunash.parsers import (
 )
 from luna_ha.ownership import parse_registration
 from luna_ha.planner import RECORDS, Action, ApplianceState, Registration, Step, uploaded_file
+from luna_ha.secrets import PARTITION_SO_KEY, first_co_password
 from luna_ha.shell import ApplianceShell
+from luna_ha.software import Channel, Software
 
 SERVER_CERT_FILE = "server.pem"
 
@@ -32,14 +34,30 @@ _GONE = frozenset({Outcome.NO_SUCH_CLIENT})
 
 @dataclass(frozen=True)
 class GroupSecrets:
-    """The secret values one run needs on the appliances; never shown in a repr."""
+    """The secret values one run needs on the appliances; never shown in a repr.
+
+    On Luna 7 ``partition_password`` is the Crypto Officer's, and ``partition_so_password`` the
+    Partition SO's (empty when the admin secret has none: only 7.x partitions need it)."""
 
     admin_password: str = field(repr=False)
     domain: str = field(repr=False)
     partition_password: str = field(repr=False)
+    partition_so_password: str = field(default="", repr=False)
+
+    def first_co_password(self, partition: str) -> str:
+        """The Crypto Officer's password between its initialization and its change (policy 21)."""
+        return first_co_password(self.partition_password, partition)
 
 
-Build = Callable[[Step, GroupSecrets], lc.Command]
+@dataclass(frozen=True)
+class StepInputs:
+    """What a step's command is built from: the secrets, and the appliance's family."""
+
+    secrets: GroupSecrets
+    luna7: bool = False
+
+
+Build = Callable[[Step, StepInputs], lc.Command]
 
 
 @dataclass(frozen=True)
@@ -60,14 +78,43 @@ def _partition_of(step: Step) -> str:
     return step.partition
 
 
+def _partition_create(step: Step, inputs: StepInputs) -> lc.Command:
+    if inputs.luna7:  # created uninitialized; `partition init` follows
+        return lc.build_partition_create_7(step.target)
+    return lc.build_partition_create(step.target, inputs.secrets.partition_password, inputs.secrets.domain)
+
+
+def _partition_so(inputs: StepInputs) -> str:
+    if not inputs.secrets.partition_so_password:
+        raise SecretError(
+            f"the admin secret has no {PARTITION_SO_KEY}: a Luna 7 partition needs its Partition SO password"
+        )
+    return inputs.secrets.partition_so_password
+
+
 STEPS: dict[Action, StepKind] = {
-    Action.HSM_INIT: StepKind(120.0, lambda s, k: lc.build_hsm_init(s.target, k.admin_password, k.domain)),
+    Action.HSM_INIT: StepKind(
+        120.0, lambda s, k: lc.build_hsm_init(s.target, k.secrets.admin_password, k.secrets.domain)
+    ),
     Action.REGEN_CERT: StepKind(60.0, lambda s, k: lc.build_regen_cert()),
     Action.NTLS_BIND: StepKind(60.0, lambda s, k: lc.build_ntls_bind()),
-    Action.HSM_LOGIN: StepKind(20.0, lambda s, k: lc.build_hsm_login(k.admin_password)),
-    Action.PARTITION_CREATE: StepKind(
-        60.0, lambda s, k: lc.build_partition_create(s.target, k.partition_password, k.domain)
+    Action.NTLS_RESTART: StepKind(120.0, lambda s, k: lc.build_service_restart("ntls")),
+    Action.HSM_LOGIN: StepKind(20.0, lambda s, k: lc.build_hsm_login(k.secrets.admin_password)),
+    Action.PARTITION_CREATE: StepKind(60.0, _partition_create),
+    # Luna 7 (lunash from 7.8.1; the REST forms of these steps go to ``rest``). The partition is
+    # labelled with its name, as 5.x/6.x label theirs.
+    Action.PARTITION_INIT: StepKind(
+        120.0,
+        lambda s, k: lc.build_partition_init(s.target, s.target, _partition_so(k), k.secrets.domain),
+        frozenset({Outcome.ALREADY_INITIALIZED}),
     ),
+    Action.CO_INIT: StepKind(
+        60.0,
+        lambda s, k: lc.build_partition_init_co(
+            s.target, _partition_so(k), k.secrets.first_co_password(s.target)
+        ),
+    ),
+    Action.CO_CHANGE: StepKind(30.0),  # REST only
     Action.UPLOAD_CERT: StepKind(10.0),
     Action.CLIENT_REGISTER: StepKind(15.0, lambda s, k: lc.build_client_register(s.target, s.target)),
     Action.FILE_DELETE: StepKind(
@@ -124,6 +171,7 @@ def observe(shell: ApplianceShell, token: str) -> ApplianceState:
                 fingerprint=fingerprint,
             )
     return ApplianceState(
+        software=Software.parse(hsm.software_version),
         hsm_serial=hsm.serial,
         hsm_label=hsm.label,
         zeroized=hsm.zeroized,
@@ -151,13 +199,16 @@ def apply_steps(
     secrets: GroupSecrets,
     certificates: Mapping[str, str],
     deadline: Deadline,
+    luna7: bool = False,
+    rest: Callable[[Step], None] | None = None,
     on_step: Callable[[Step], None] | None = None,
     before_step: Callable[[Step, list[Step]], None] | None = None,
     record: Callable[[Step], None] | None = None,
 ) -> list[Step]:
     """Run ``steps`` in order; returns the ones done. Stops at the first failure (it raises).
 
-    Steps that are records (``planner.RECORDS``) go to ``record``, not to the appliance."""
+    Steps that are records (``planner.RECORDS``) go to ``record``, not to the appliance, and steps
+    whose channel is REST go to ``rest``."""
     done: list[Step] = []
     pending = list(steps)
     for index, step in enumerate(pending):
@@ -174,10 +225,15 @@ def apply_steps(
             if record is None:
                 raise ValueError(f"step '{step}' is a record and no recorder was given")
             record(step)
+        elif step.via is Channel.REST:
+            if rest is None:
+                raise ValueError(f"step '{step}' goes over REST and no REST session was given")
+            rest(step)
         elif kind.build is None:  # the only other step without a command: the certificate's upload
             shell.put_file(uploaded_file(step.target), certificates[step.target].encode(), step=str(step))
         else:
-            shell.run(kind.build(step, secrets), step=str(step), tolerate=kind.already_done)
+            command = kind.build(step, StepInputs(secrets, luna7))
+            shell.run(command, step=str(step), tolerate=kind.already_done)
         done.append(step)
         if on_step is not None:
             on_step(step)

@@ -13,13 +13,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from luna_ha import appliance as appl
 from luna_ha.admin_guard import AdminGuard
 from luna_ha.clock import Deadline
 from luna_ha.errors import ApplianceError, LunaHAError, SecretError
 from luna_ha.handshake import HostKeyPin, SshTarget
+from luna_ha.luna7 import PartitionOverRest
+from luna_ha.rest import LunaRest
 from luna_ha.planner import Action, ApplianceGoal, ApplianceState, Step, plan_appliance
 from luna_ha.run_coordination import ResourceCoordination
 from luna_ha.secrets import SecretReader, check_destination
@@ -29,6 +31,7 @@ from luna_ha.ssh import LunaShell
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, str], None]
+RestFactory = Callable[[ApplianceSpec, Deadline], LunaRest]
 ShellFactory = Callable[[SshTarget, Deadline, Callable[[CommandRecord], None]], ApplianceShell]
 _NEEDS_SECRETS = frozenset(
     {
@@ -120,6 +123,7 @@ class Session:
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     shell: ApplianceShell | None = None
     observed: ApplianceState | None = None
+    rest: PartitionOverRest | None = None  # Luna 7 members: the REST session, open for the run
 
     @property
     def ready(self) -> bool:
@@ -145,13 +149,26 @@ class Session:
         self.report.seconds = time.monotonic() - self.started
 
 
+def default_rest(a: ApplianceSpec, deadline: Deadline) -> LunaRest:
+    if a.rest_certificate_fingerprint is None:
+        raise ValueError("no REST certificate pin")
+    return LunaRest(a.host, a.host, a.rest_port, fingerprint=a.rest_certificate_fingerprint, deadline=deadline)
+
+
 class ApplianceRunner:
     """Connects to appliances and carries out their halves of a run."""
 
-    def __init__(self, secrets: SecretReader, shell_factory: ShellFactory, progress: Progress) -> None:
+    def __init__(
+        self,
+        secrets: SecretReader,
+        shell_factory: ShellFactory,
+        progress: Progress,
+        rest_factory: RestFactory = default_rest,
+    ) -> None:
         self.secrets = secrets
         self.shell_factory = shell_factory
         self.progress = progress
+        self.rest_factory = rest_factory
 
     # -- first half -------------------------------------------------------------------------------
     def open(self, target: Target, run: Run) -> Session:
@@ -182,6 +199,9 @@ class ApplianceRunner:
             report.connections += 1
             step = "observe"
             session.observed = appl.observe(session.shell, goal.token)
+            if session.observed.luna7 and goal.present:
+                step = "observe: REST"
+                session.observed = self._observe_roles(session, run)
             report.observed = session.observed
         except LunaHAError as exc:
             session.fail(exc, step)
@@ -191,6 +211,35 @@ class ApplianceRunner:
             self.progress(a.host, f"FAILED: {session.report.error}")
             session.close()
         return session
+
+    def _observe_roles(self, session: Session, run: Run) -> ApplianceState:
+        """A Luna 7 member: open its REST session (its partition's Crypto Officer needs it) and
+        read the initialization of the goal's partition, when it exists."""
+        a, goal, observed = session.target.appliance, session.target.goal, session.observed
+        assert observed is not None  # noqa: S101  (observed just before)
+        software = observed.software
+        if a.rest_certificate_fingerprint is None:
+            raise ApplianceError(
+                a.host,
+                "observe",
+                f"this appliance runs {software}: its partition's Crypto Officer is set up over the "
+                "appliance's REST service, so the appliance needs RestCertificateFingerprint (and RestPort "
+                "when it is not 8443); see the README's Luna 7 section",
+            )
+        creds = self.secrets.manager_credentials(a.manager_secret_arn)
+        if not creds.password:
+            raise ApplianceError(
+                a.host,
+                "observe: REST",
+                f"the REST service logs in with a password, and secret {a.manager_secret_arn} has none",
+            )
+        rest = session.stack.enter_context(self.rest_factory(a, run.deadline))
+        rest.open_session(creds.username, creds.password, step="observe: REST login")
+        session.rest = PartitionOverRest(rest, a.host, observed.hsm_serial or "")
+        serial = observed.partitions.get(goal.partition)
+        if serial is None or observed.zeroized:
+            return observed
+        return replace(observed, roles={goal.partition: session.rest.roles(serial)})
 
     # -- second half ------------------------------------------------------------------------------
     def converge(self, session: Session, run: Run) -> ApplianceReport:
@@ -238,10 +287,20 @@ class ApplianceRunner:
                         )
                     self.progress(a.host, f"done: {done_step}")
 
+                secrets = run.secrets or appl.GroupSecrets("", "", "")
+                rest = session.rest
+
+                def over_rest(rest_step: Step) -> None:
+                    if rest is None:
+                        raise ApplianceError(a.host, str(rest_step), "no REST session to this appliance")
+                    rest.run(rest_step, serials, secrets)
+
                 report.done = appl.apply_steps(
                     shell,
                     report.planned,
-                    secrets=run.secrets or appl.GroupSecrets("", "", ""),
+                    secrets=secrets,
+                    luna7=observed.luna7,
+                    rest=over_rest,
                     certificates=run.certificates,
                     deadline=run.deadline,
                     on_step=after,

@@ -58,7 +58,7 @@ from luna_ha.planner import (
     ApplianceGoal,
 )
 from luna_ha.run_coordination import ResourceCoordination
-from luna_ha.secrets import SecretReader, check_destination
+from luna_ha.secrets import PARTITION_SO_KEY, SecretReader, check_destination
 from luna_ha.spec import ApplianceSpec, GroupSpec, parse_appliance
 from luna_ha.store import ParameterStore
 
@@ -468,6 +468,11 @@ class Engine:
             (spec.admin_secret_arn, "password", admin.password),
             (spec.admin_secret_arn, "domain", admin.domain),
             (spec.partition_secret_arn, "password", partition.password),
+            *(
+                [(spec.admin_secret_arn, PARTITION_SO_KEY, admin.partition_so_password)]
+                if admin.partition_so_password is not None
+                else []
+            ),
         ):
             try:
                 check_secret(key, value)
@@ -477,7 +482,9 @@ class Engine:
             spec.admin_secret_arn: admin.appliances,
             spec.partition_secret_arn: partition.appliances,
         }
-        return appl.GroupSecrets(admin.password, admin.domain, partition.password), destinations
+        return appl.GroupSecrets(
+            admin.password, admin.domain, partition.password, admin.partition_so_password or ""
+        ), destinations
 
     def _targets(
         self,
