@@ -3,8 +3,9 @@ REST request.
 
 Secrets never enter the journal: the values of ``-password``, ``-domain`` and ``-sopw`` (however
 abbreviated), every answer to a password or cloning-domain prompt, and every password or domain
-in a REST request body are replaced by ``********`` before an entry is made. Tests use ``mutating()`` / ``since(mark)`` to assert that a converge that
-has nothing to do sends no mutating command.
+in a REST request body are replaced by ``********`` before an entry is made. Tests use
+``mutating()`` / ``since(mark)`` to assert that a converge that has nothing to do sends no
+mutating command.
 """
 
 from __future__ import annotations
