@@ -343,7 +343,7 @@ class RestApi:
             s.zeroize()
             raise RestProblem(401, "HSM SO login failed: that was the last attempt, the HSM is zeroized.")
         raise RestProblem(
-            401, f"HSM SO login failed: wrong password ({s.attempts_left} attempts left before zeroization)."
+            401, f"HSM SO login failed: wrong password ({_attempts(s.attempts_left)} before zeroization)."
         )
 
     def _init_partition(self, session: RestSession, partition: Partition, body: dict[str, Any]) -> RestReply:
@@ -375,7 +375,7 @@ class RestApi:
         if not hmac.compare_digest(password.encode(), partition.so_password.encode()):
             partition.so_attempts_left -= 1
             left = partition.so_attempts_left
-            outcome = "the Partition SO is now locked out" if left <= 0 else f"{left} attempts left"
+            outcome = "the Partition SO is now locked out" if left <= 0 else _attempts(left)
             raise RestProblem(401, f"Partition SO login failed: wrong password ({outcome}).")
         partition.so_attempts_left = ROLE_LOGIN_ATTEMPTS
         session.partition_so[partition.serial] = (
@@ -415,7 +415,7 @@ class RestApi:
             raise RestProblem(400, "The new password must differ from the old one.")
         if not self.state.change_co_password(partition.name, old, new):
             left = partition.co.attempts_left
-            outcome = "the Crypto Officer is now locked out" if left <= 0 else f"{left} attempts left"
+            outcome = "the Crypto Officer is now locked out" if left <= 0 else _attempts(left)
             raise RestProblem(401, f"Crypto Officer password change failed: wrong old password ({outcome}).")
         return RestReply(204)
 
@@ -480,6 +480,10 @@ def _require_role(body: dict[str, Any], role: str) -> None:
 def _require_no_ped(body: dict[str, Any]) -> None:
     if body.get("ped", "0") not in _NO_PED:
         raise RestProblem(400, "This appliance has no PED: 'ped' must be \"0\".")
+
+
+def _attempts(left: int) -> str:
+    return "1 attempt left" if left == 1 else f"{left} attempts left"
 
 
 def _shown(value: str) -> str:
@@ -746,6 +750,11 @@ class RestServer:
         with self._lock:
             self.connections += 1
             return self.connections
+
+    def drop_connections(self) -> None:
+        """Close every open connection (as an appliance closing idle keep-alive connections does)."""
+        if self._server is not None:
+            self._server.close_connections()
 
     def start(self) -> RestServer:
         if self._server is not None:
