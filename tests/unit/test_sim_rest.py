@@ -236,7 +236,7 @@ def test_a_session_dies_after_its_idle_time(appliance: SimulatedAppliance) -> No
     assert "expired" in body["error"]
 
 
-# -- reading --------------------------------------------------------------------------------------------
+# -- reading -------------------------------------------------------------------------------------------
 
 
 def test_hsm_and_partitions_read_as_the_contract_says(
@@ -302,7 +302,7 @@ def test_a_zeroized_hsm_reports_no_label_and_refuses_so_login() -> None:
         assert fresh.state.attempts_left == 3, "a refused login on a zeroized HSM costs nothing"
 
 
-# -- HSM SO login and zeroization ------------------------------------------------------------------------
+# -- HSM SO login and zeroization ----------------------------------------------------------------------
 
 
 def test_hsm_so_login_belongs_to_the_rest_session(
@@ -387,7 +387,7 @@ def test_a_5x_partition_cannot_be_initialized_over_rest() -> None:
         assert client.call("GET", url(old, legacy, "/roles/co"))[0] == 404
 
 
-# -- Partition SO ----------------------------------------------------------------------------------------
+# -- Partition SO --------------------------------------------------------------------------------------
 
 
 def test_partition_so_login_needs_an_initialized_partition_and_costs_attempts(
@@ -415,7 +415,7 @@ def test_a_good_pso_login_restores_its_attempts(
     assert partition.so_attempts_left == ROLE_LOGIN_ATTEMPTS
 
 
-# -- Crypto Officer --------------------------------------------------------------------------------------
+# -- Crypto Officer ------------------------------------------------------------------------------------
 
 
 def test_co_init_needs_the_partition_so_of_that_partition_in_that_session(
@@ -478,7 +478,7 @@ def test_patch_refusals(appliance: SimulatedAppliance, partition: Partition, res
     assert partition.co.password == CO_TEMP and partition.co.pin_to_be_changed
 
 
-# -- journal ------------------------------------------------------------------------------------------
+# -- journal -------------------------------------------------------------------------------------------
 
 
 def test_every_request_is_journaled_by_canonical_name_with_secrets_masked(
@@ -541,7 +541,7 @@ def test_an_oversized_body_is_refused_without_being_read(appliance: SimulatedApp
     assert appliance.journal.entries()[-1].result == 413
 
 
-# -- faults -------------------------------------------------------------------------------------------
+# -- faults --------------------------------------------------------------------------------------------
 
 
 def test_fail_answers_500_with_the_message_and_does_not_run(
