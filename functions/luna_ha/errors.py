@@ -107,3 +107,13 @@ class ZeroizationGuard(ApplianceError):
 
 class SetupError(LunaHAError):
     """This machine is not set up for the command: no AWS region or credentials, a missing extra."""
+
+
+class RestRequestFailed(ApplianceError):
+    """The appliance's REST API answered a request with an error status (``status``, and the
+    appliance's own ``error`` text, which never holds a password the request carried)."""
+
+    def __init__(self, host: str, step: str, problem: str, *, status: int, error: str) -> None:
+        super().__init__(host, step, problem)
+        self.status = status
+        self.error = error

@@ -68,6 +68,11 @@ def describe(appliance: SimulatedAppliance, index: int) -> str:
         f"    username:     {appliance.username}",
         f"    password:     {appliance.password}",
     ]
+    if appliance.rest_service is not None:
+        lines += [
+            f"    REST port:    {appliance.rest_port}",
+            f"    REST pin:     {appliance.rest_certificate_fingerprint}",
+        ]
     if not state.zeroized:
         lines += [
             f"    HSM Admin password: {state.admin_password}",

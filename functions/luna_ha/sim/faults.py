@@ -44,6 +44,21 @@ one file; the fault acts once the appliance knows the file's name and would move
 
 A transfer cut short by a drop or an abandoned hang is journaled with result None (no exit
 status was ever sent), even when the upload was stored.
+
+REST requests (``rest.py``, 7.x) take the same four faults under their canonical names
+(``REST_REQUESTS``: ``rest hsm login``, ``rest partition init``, ``rest partition login``,
+``rest co init``, ``rest co password``, and the session and read-only ones), selected by
+``occurrence`` and ``times`` (``nth`` and ``file`` are for shell lines and transfers). A fault acts
+once the request's method and path are known, before authentication:
+
+* ``drop``: the connection closes without an answer; ``after_execute=True`` runs the request
+  first (the client cannot know whether it happened).
+* ``fail(…, message)``: HTTP 500 with ``{"error": message}``; the request does not run.
+* ``hang``: no answer until released (then it runs) or abandoned (the client went, the appliance
+  stopped: it never runs).
+* ``flood``: HTTP 200 with a body that never ends; the request does not run.
+
+A request cut short (drop, flood, abandoned hang) is journaled with result None.
 """
 
 from __future__ import annotations
@@ -51,7 +66,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import paramiko
 
@@ -68,15 +83,39 @@ FLOOD_LINE = "   Partition: 154438865287,     Name: flood" + " " * 35 + "\r\n"
 #: The size a flooded download announces (1 TiB).
 FLOOD_FILE_SIZE = 1 << 40
 _FLOOD_CHUNK = (FLOOD_LINE * (32768 // len(FLOOD_LINE))).encode()
+#: The canonical names of the REST requests (``rest.py``), as faults and the journal name them.
+REST_HSM_LOGIN = "rest hsm login"
+REST_PARTITION_INIT = "rest partition init"
+REST_PARTITION_LOGIN = "rest partition login"
+REST_CO_INIT = "rest co init"
+REST_CO_PASSWORD = "rest co password"  # noqa: S105 (a request name, not a password)
+REST_REQUESTS = (
+    "rest session open",
+    "rest session close",
+    "rest hsm list",
+    "rest hsm show",
+    REST_HSM_LOGIN,
+    "rest partition list",
+    "rest partition show",
+    REST_PARTITION_INIT,
+    REST_PARTITION_LOGIN,
+    "rest co show",
+    REST_CO_INIT,
+    REST_CO_PASSWORD,
+)
 _KNOWN = {name.lower(): name for name in (*COMMANDS, EXIT, QUIT)}
-_TARGETS = {**_KNOWN, **{name: name for name in TRANSFERS}}
+_TARGETS = {**_KNOWN, **{name: name for name in (*TRANSFERS, *REST_REQUESTS)}}
 
 
 def _canonical(command: str, known: Mapping[str, str] = _KNOWN) -> str:
     try:
         return known[command.strip().lower()]
     except KeyError:
-        also = " or an SCP transfer ('scp upload', 'scp download')" if known is _TARGETS else ""
+        also = (
+            " or an SCP transfer ('scp upload', 'scp download') or a REST request ('rest co init', ...)"
+            if known is _TARGETS
+            else ""
+        )
         raise ValueError(f"unknown lunash command {command!r} (use the canonical name{also})") from None
 
 
@@ -134,6 +173,41 @@ class _Rule:
         return self.command == transfer and (self.file is None or self.file == name)
 
 
+class Where(TypedDict, total=False):
+    """Which uses of a command a fault acts on (see the module docstring)."""
+
+    nth: int | None
+    occurrence: int | None
+    file: str | None
+    times: int | None
+
+
+def _build_rule(action: FaultAction, command: str | None, where: Where, default_times: int | None) -> _Rule:
+    """The rule for ``action`` at ``command`` and ``where``, its selectors checked."""
+    unknown = sorted(set(where) - set(Where.__annotations__))
+    if unknown:
+        raise TypeError(
+            f"unknown fault selector(s) {', '.join(unknown)} (use {', '.join(Where.__annotations__)})"
+        )
+    nth, occurrence, file = where.get("nth"), where.get("occurrence"), where.get("file")
+    times = where.get("times", default_times)
+    name = None if command is None else _canonical(command, _TARGETS)
+    transfer = name in TRANSFERS
+    if nth is not None and nth < 1:
+        raise ValueError("nth counts command lines from 1")
+    if nth is not None and transfer:
+        raise ValueError("nth counts shell command lines; pick an SCP transfer by occurrence or file")
+    if nth is not None and name in REST_REQUESTS:
+        raise ValueError("nth counts shell command lines; pick a REST request by occurrence")
+    if occurrence is not None and occurrence < 1:
+        raise ValueError("occurrence counts from 1")
+    if file is not None and not transfer:
+        raise ValueError("file selects SCP transfers: use it with 'scp upload' or 'scp download'")
+    if times is not None and times < 1:
+        raise ValueError("times counts from 1 (None: until cleared)")
+    return _Rule(action, name, nth, file, (occurrence or 1) - 1, times)
+
+
 class Faults:
     def __init__(self, latency: Mapping[str, float] | None = None, default_latency: float = 0.0) -> None:
         self._lock = threading.Lock()
@@ -153,34 +227,19 @@ class Faults:
         self._wrong_key = on
 
     def drop(
-        self,
-        *,
-        command: str | None = None,
-        nth: int | None = None,
-        occurrence: int | None = None,
-        file: str | None = None,
-        after_execute: bool = False,
-        times: int | None = 1,
+        self, *, command: str | None = None, after_execute: bool = False, **where: Unpack[Where]
     ) -> None:
-        """Close the connection at a command (or SCP transfer); once unless ``times`` says otherwise.
+        """Close the connection at a command (or SCP transfer, or REST request); once unless
+        ``times`` says otherwise.
 
         ``drop(command="scp upload", file="web.pem", after_execute=True)`` stores ``web.pem`` and
         drops before acknowledging it.
         """
-        if command is None and nth is None and occurrence is None:
+        if command is None and where.get("nth") is None and where.get("occurrence") is None:
             raise ValueError("drop needs a command, an nth command line, an occurrence, or a combination")
-        self._rule(FaultAction("drop", after_execute=after_execute), command, nth, occurrence, file, times)
+        self._add(FaultAction("drop", after_execute=after_execute), command, where, default_times=1)
 
-    def fail(
-        self,
-        command: str,
-        message: str | None = None,
-        *,
-        nth: int | None = None,
-        occurrence: int | None = None,
-        file: str | None = None,
-        times: int | None = None,
-    ) -> None:
+    def fail(self, command: str, message: str | None = None, **where: Unpack[Where]) -> None:
         """Answer a command with an error instead of running it; until cleared unless ``times``.
 
         ``fail("partition list", occurrence=2, times=1)`` fails the second ``partition list``;
@@ -189,38 +248,22 @@ class Faults:
         """
         name = _canonical(command, _TARGETS)
         default = SCP_FAILURE if name in TRANSFERS else f"'{name}' failed. (simulated fault)"
-        self._rule(FaultAction("fail", message or default), name, nth, occurrence, file, times)
+        self._add(FaultAction("fail", message or default), name, where)
 
-    def hang(
-        self,
-        command: str,
-        *,
-        nth: int | None = None,
-        occurrence: int | None = None,
-        file: str | None = None,
-        times: int | None = None,
-    ) -> Hang:
+    def hang(self, command: str, **where: Unpack[Where]) -> Hang:
         """Stall a command (or SCP transfer) until the returned ``Hang`` is released; until cleared
         unless ``times``. ``hang("client show", nth=5)``: the fifth command line, if a ``client show``.
         """
         hang = Hang()
-        self._rule(FaultAction("hang", hang=hang), command, nth, occurrence, file, times)
+        self._add(FaultAction("hang", hang=hang), command, where)
         with self._lock:
             self._hangs.append(hang)
         return hang
 
-    def flood(
-        self,
-        command: str,
-        *,
-        nth: int | None = None,
-        occurrence: int | None = None,
-        file: str | None = None,
-        times: int | None = None,
-    ) -> None:
+    def flood(self, command: str, **where: Unpack[Where]) -> None:
         """Stream output endlessly instead of answering a command (or SCP transfer); until cleared
         unless ``times``. ``flood("hsm show")``: every ``hsm show`` gets an endless answer."""
-        self._rule(FaultAction("flood"), command, nth, occurrence, file, times)
+        self._add(FaultAction("flood"), command, where)
 
     def set_latency(self, seconds: float, command: str | None = None) -> None:
         """Per-command latency, or the default for every other command when ``command`` is None."""
@@ -245,28 +288,10 @@ class Faults:
         for hang in hangs:
             hang.release()
 
-    def _rule(
-        self,
-        action: FaultAction,
-        command: str | None,
-        nth: int | None,
-        occurrence: int | None,
-        file: str | None,
-        times: int | None,
+    def _add(
+        self, action: FaultAction, command: str | None, where: Where, *, default_times: int | None = None
     ) -> None:
-        name = None if command is None else _canonical(command, _TARGETS)
-        transfer = name in TRANSFERS
-        if nth is not None and nth < 1:
-            raise ValueError("nth counts command lines from 1")
-        if nth is not None and transfer:
-            raise ValueError("nth counts shell command lines; pick an SCP transfer by occurrence or file")
-        if occurrence is not None and occurrence < 1:
-            raise ValueError("occurrence counts from 1")
-        if file is not None and not transfer:
-            raise ValueError("file selects SCP transfers: use it with 'scp upload' or 'scp download'")
-        if times is not None and times < 1:
-            raise ValueError("times counts from 1 (None: until cleared)")
-        rule = _Rule(action, name, nth, file, (occurrence or 1) - 1, times)
+        rule = _build_rule(action, command, where, default_times)
         with self._lock:
             self._rules.append(rule)
 
@@ -283,6 +308,10 @@ class Faults:
     def on_command(self, command: str, ordinal: int) -> FaultAction | None:
         """The fault for the ``ordinal``-th command line of a session, consuming one use of it."""
         return self._take(lambda rule: rule.matches_command(command, ordinal))
+
+    def on_rest(self, request: str) -> FaultAction | None:
+        """The fault for a REST request (canonical name, ``rest co init``), consuming one use of it."""
+        return self._take(lambda rule: rule.command == request)
 
     def on_transfer(self, direction: Direction, name: str) -> FaultAction | None:
         """The fault for a transfer of the home-directory file ``name``, consuming one use of it."""

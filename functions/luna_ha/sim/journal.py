@@ -1,9 +1,11 @@
-"""What the simulated appliance received: one entry per command line, prompt answer, SCP or exec.
+"""What the simulated appliance received: one entry per command line, prompt answer, SCP, exec or
+REST request.
 
 Secrets never enter the journal: the values of ``-password``, ``-domain`` and ``-sopw`` (however
-abbreviated) and every answer to a password or cloning-domain prompt are replaced by ``********``
-before an entry is made. Tests use ``mutating()`` / ``since(mark)`` to assert that a converge that
-has nothing to do sends no mutating command.
+abbreviated), every answer to a password or cloning-domain prompt, and every password or domain
+in a REST request body are replaced by ``********`` before an entry is made. Tests use
+``mutating()`` / ``since(mark)`` to assert that a converge that has nothing to do sends no
+mutating command.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Literal
 
 MASK = "********"
 
-EntryKind = Literal["command", "answer", "scp", "exec"]
+EntryKind = Literal["command", "answer", "scp", "exec", "rest"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,8 @@ class JournalEntry:
     mutating: bool = False
     #: The command changes login state only (`hsm login`, `hsm logout`).
     auth: bool = False
-    #: `Command Result` code (SCP/exec: the exit status); None until finished, and for answers.
+    #: `Command Result` code (SCP/exec: the exit status; REST: the HTTP status); None until
+    #: finished, for answers, and for what a fault cut short.
     result: int | None = None
 
 

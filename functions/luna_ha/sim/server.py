@@ -25,6 +25,10 @@
   command) is refused: ``Error:  Command execution over SSH exec is not supported by this appliance;
   use an interactive shell.`` on stderr and exit status 1 — whether Luna SA 5.x accepts exec is
   unknown, and the project's automation never relies on it. No subsystems (no SFTP).
+* REST (``rest.py``): a 7.x appliance also serves the Luna REST API over HTTPS on the same host,
+  its own ephemeral port (``rest_port``) and its own self-signed certificate (``rest_certificate_
+  fingerprint``), over the same state, journal and faults; the same manager credentials open a REST
+  session. ``rest=True``/``False`` overrides the default (on for 7.x dialects only).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from luna_ha.sim.appliance import CommandLine, ShellSession
 from luna_ha.sim.faults import FLOOD_FILE_SIZE, Direction, Faults
 from luna_ha.sim.journal import Journal
 from luna_ha.sim.keys import key_fingerprint, key_line, make_ed25519_host_key, make_rsa_host_key
+from luna_ha.sim.rest import RestServer
 from luna_ha.sim.scp import ScpError, parse_scp_command, serve_download, serve_upload
 from luna_ha.sim.state import DEFAULT_DIALECT, ApplianceModel, KeyType
 from luna_ha.sim.terminal import ShellTerminal, pty_echo
@@ -239,6 +244,7 @@ class SimulatedAppliance:
         default_latency: float = 0.0,
         algorithms: Mapping[str, Sequence[str]] | None = None,
         password_change_required: bool = False,
+        rest: bool | None = None,
     ) -> None:
         if initialized:
             admin_password = admin_password or secrets.token_urlsafe(12)
@@ -279,6 +285,12 @@ class SimulatedAppliance:
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
         self._transports: set[paramiko.Transport] = set()
+        serve_rest = self.state.family == 7 if rest is None else rest
+        self.rest_service: RestServer | None = (
+            RestServer(self.state, self.journal, self.faults, self._rest_credentials, host=host)
+            if serve_rest
+            else None
+        )
 
     # -- identity ---------------------------------------------------------------------------------
 
@@ -302,6 +314,29 @@ class SimulatedAppliance:
     def serial(self) -> str:
         return self.state.serial
 
+    @property
+    def rest(self) -> RestServer:
+        """The REST service (7.x appliances by default); raises for an appliance without one."""
+        if self.rest_service is None:
+            raise RuntimeError(f"simulated appliance {self.hostname} serves no REST API (rest=False)")
+        return self.rest_service
+
+    @property
+    def rest_port(self) -> int:
+        """The port of the REST API (HTTPS); 0 until started."""
+        return self.rest.port
+
+    @property
+    def rest_certificate_fingerprint(self) -> str:
+        """``SHA256:`` + unpadded base64 of the SHA-256 of the REST certificate's DER."""
+        return self.rest.fingerprint
+
+    def _rest_credentials(self, username: str, password: str) -> bool:
+        return bool(
+            hmac.compare_digest(username.encode(), self.username.encode())
+            & hmac.compare_digest(password.encode(), self.password.encode())
+        )
+
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> SimulatedAppliance:
@@ -316,6 +351,12 @@ class SimulatedAppliance:
             raise
         listener.listen(64)
         self.port = listener.getsockname()[1]
+        if self.rest_service is not None:
+            try:
+                self.rest_service.start()
+            except OSError:
+                listener.close()
+                raise
         self._listener = listener
         self._acceptor = threading.Thread(target=self._accept_loop, name=f"sim-{self.hostname}", daemon=True)
         self._acceptor.start()
@@ -323,6 +364,8 @@ class SimulatedAppliance:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.rest_service is not None:
+            self.rest_service.stop()
         if self._listener is not None:
             with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)
