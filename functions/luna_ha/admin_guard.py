@@ -19,9 +19,9 @@ from luna_ha import appliance as appl
 from luna_ha.clock import Deadline
 from luna_ha.coordination import CoordinationError, Coordinator
 from luna_ha.errors import ApplianceError
-from luna_ha.software import Channel
 from luna_ha.planner import Action, ApplianceState, Step, check_login_allowed
 from luna_ha.shell import ApplianceShell
+from luna_ha.software import Channel
 
 log = logging.getLogger(__name__)
 

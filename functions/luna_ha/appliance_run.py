@@ -21,8 +21,8 @@ from luna_ha.clock import Deadline
 from luna_ha.errors import ApplianceError, LunaHAError, SecretError
 from luna_ha.handshake import HostKeyPin, SshTarget
 from luna_ha.luna7 import PartitionOverRest
-from luna_ha.rest import LunaRest
 from luna_ha.planner import Action, ApplianceGoal, ApplianceState, Step, plan_appliance
+from luna_ha.rest import LunaRest
 from luna_ha.run_coordination import ResourceCoordination
 from luna_ha.secrets import SecretReader, check_destination
 from luna_ha.shell import ApplianceShell, CommandRecord
@@ -152,7 +152,9 @@ class Session:
 def default_rest(a: ApplianceSpec, deadline: Deadline) -> LunaRest:
     if a.rest_certificate_fingerprint is None:
         raise ValueError("no REST certificate pin")
-    return LunaRest(a.host, a.host, a.rest_port, fingerprint=a.rest_certificate_fingerprint, deadline=deadline)
+    return LunaRest(
+        a.host, a.host, a.rest_port, fingerprint=a.rest_certificate_fingerprint, deadline=deadline
+    )
 
 
 class ApplianceRunner:
@@ -216,7 +218,7 @@ class ApplianceRunner:
         """A Luna 7 member: open its REST session (its partition's Crypto Officer needs it) and
         read the initialization of the goal's partition, when it exists."""
         a, goal, observed = session.target.appliance, session.target.goal, session.observed
-        assert observed is not None  # noqa: S101  (observed just before)
+        assert observed is not None
         software = observed.software
         if a.rest_certificate_fingerprint is None:
             raise ApplianceError(
