@@ -107,6 +107,8 @@ def seed_secrets(appliances: Sequence[SimulatedAppliance], lab: LabSecrets, clie
         client = boto3.client("secretsmanager")
     every = fingerprints(appliances)
     admin = {"password": lab.admin_password, "domain": lab.domain, "appliances": every}
+    if lab.partition_so_password:
+        admin["partitionSoPassword"] = lab.partition_so_password
     client.create_secret(Name=ADMIN_SECRET, SecretString=json.dumps(admin))
     partition = {"password": lab.partition_password, "appliances": every}
     client.create_secret(Name=PARTITION_SECRET, SecretString=json.dumps(partition))
@@ -122,7 +124,18 @@ def appliance_properties(appliance: SimulatedAppliance, **extra: Any) -> dict[st
         "Port": appliance.port,
         "HostKey": appliance.host_key_line,
         "ManagerSecretArn": manager_secret_name(appliance),
+        **rest_properties(appliance),
         **extra,
+    }
+
+
+def rest_properties(appliance: SimulatedAppliance) -> dict[str, Any]:
+    """A Luna 7 appliance's REST port and certificate pin (nothing for 5.x/6.x)."""
+    if appliance.rest_service is None:
+        return {}
+    return {
+        "RestPort": appliance.rest_port,
+        "RestCertificateFingerprint": appliance.rest_certificate_fingerprint,
     }
 
 

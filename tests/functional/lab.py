@@ -20,7 +20,7 @@ from luna_ha.secrets import SecretReader
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
 from luna_ha.spec import GroupSpec, parse_properties
 from luna_ha.store import ParameterStore
-from luna_ha_lab.localaws import TABLE, LabSecrets, local_aws, seed_secrets
+from luna_ha_lab.localaws import TABLE, LabSecrets, local_aws, rest_properties, seed_secrets
 
 REGION = "us-east-1"
 
@@ -42,14 +42,14 @@ class Lab:
     admin_password: str = field(repr=False)
     domain: str = field(repr=False)
     partition_password: str = field(repr=False)
+    partition_so_password: str = field(default="", repr=False)
     progress: list[str] = field(default_factory=list)
 
     @property
     def secret_values(self) -> list[str]:
         """Every secret value in play: none may ever appear in output, errors or parameters."""
-        return [self.admin_password, self.domain, self.partition_password] + [
-            a.password for a in self.appliances
-        ]
+        values = [self.admin_password, self.domain, self.partition_password, self.partition_so_password]
+        return [v for v in values if v] + [a.password for a in self.appliances]
 
     def appliance_props(self, appliance: SimulatedAppliance, **extra: Any) -> dict[str, Any]:
         props: dict[str, Any] = {
@@ -57,6 +57,7 @@ class Lab:
             "Port": str(appliance.port),
             "HostKey": appliance.host_key_line,
             "ManagerSecretArn": f"luna/manager/{appliance.hostname}",
+            **rest_properties(appliance),
         }
         props.update(extra)
         return props
@@ -113,15 +114,16 @@ def running_lab(n: int = 3, **options: Any) -> Iterator[Lab]:
     admin_password = "Adm1n-" + pysecrets.token_urlsafe(10)
     domain = "Dom-" + pysecrets.token_urlsafe(10)
     partition_password = "Part-" + pysecrets.token_urlsafe(10)
+    partition_so_password = "Pso-" + pysecrets.token_urlsafe(10)
     defaults: dict[str, Any] = {"initialized": True, "admin_password": admin_password, "domain": domain}
     defaults.update(options)
     # distinct loopback addresses make distinct hosts: 127.0.0.1, 127.0.0.2, ...
     appliances = start_appliances(n, distinct_hosts=True, **defaults)
     try:
-        lab_secrets = LabSecrets(admin_password, domain, partition_password)
+        lab_secrets = LabSecrets(admin_password, domain, partition_password, partition_so_password)
         seed_secrets(appliances, lab_secrets, boto3.client("secretsmanager", region_name=REGION))
         create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
-        yield Lab(appliances, admin_password, domain, partition_password)
+        yield Lab(appliances, admin_password, domain, partition_password, partition_so_password)
     finally:
         stop_appliances(appliances)
 

@@ -24,11 +24,13 @@ class LabSecrets:
     admin_password: str = field(repr=False)
     domain: str = field(repr=False)
     partition_password: str = field(repr=False)
+    #: The Partition SO password of Luna 7 partitions (unused by 5.x/6.x appliances).
+    partition_so_password: str = field(default="", repr=False)
 
     @classmethod
     def generate(cls) -> LabSecrets:
         # a letter first: lunash would read a value starting with '-' as an option
-        return cls(*("s" + secrets.token_urlsafe(12) for _ in range(3)))
+        return cls(*("s" + secrets.token_urlsafe(12) for _ in range(4)))
 
 
 def require_local_aws(command: str) -> None:

@@ -554,12 +554,18 @@ def _unique_serials(n: int) -> list[str]:
 
 
 def start_appliances(
-    n: int, *, port_base: int | None = None, distinct_hosts: bool = False, **options: Any
+    n: int,
+    *,
+    port_base: int | None = None,
+    distinct_hosts: bool = False,
+    dialects: Sequence[str] | None = None,
+    **options: Any,
 ) -> list[SimulatedAppliance]:
     """Start ``n`` appliances (hostnames ``luna-sim-01`` …, distinct serials) with the same options.
 
     ``port_base`` gives appliance i the port ``port_base + i``; by default every port is ephemeral.
     ``distinct_hosts`` puts appliance i on ``127.0.0.<i+1>`` (distinct Host values, all loopback).
+    ``dialects`` gives appliance i the software ``dialects[i]`` (a group that mixes them).
     If one cannot start, those already started are stopped and the error propagates.
     """
     if distinct_hosts and n > 254:
@@ -572,6 +578,8 @@ def start_appliances(
             kwargs["port"] = port_base + i
         if distinct_hosts:
             kwargs["host"] = f"127.0.0.{i + 1}"
+        if dialects is not None:
+            kwargs["dialect"] = dialects[i]
         return SimulatedAppliance(**kwargs)
 
     with ThreadPoolExecutor(max_workers=min(8, max(1, n))) as pool:

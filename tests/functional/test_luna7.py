@@ -1,0 +1,144 @@
+"""Luna Network HSM 7 groups through the engine: real SSH and HTTPS to simulated 7.2 and 7.8
+appliances, moto for AWS.
+
+7.8 initializes partitions with lunash; 7.2 only over REST; both change the Crypto Officer's first
+password over REST (HSM policy 21). A run killed between any two of these steps converges on the
+next run without initializing anything twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+
+from luna_ha.engine import GroupRunError
+from luna_ha.ownership import ownership_token
+from luna_ha.sim.faults import REST_CO_PASSWORD
+from luna_ha.spec import parse_properties
+from tests.functional.lab import Lab, running_lab
+
+ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1|Group|payments"
+WEB0 = f"web-{ownership_token(ID)}-r0"
+
+
+@pytest.fixture(params=["7.8", "7.2"])
+def lab(aws_env: None, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    with mock_aws(), running_lab(2, dialect=request.param) as started:
+        yield started
+
+
+def partition(lab: Lab, index: int) -> object:
+    return lab.appliances[index].state.partitions["payments"]
+
+
+def assert_ready(lab: Lab) -> None:
+    """Each member's partition: initialized, labelled, in the group's cloning domain, its Crypto
+    Officer on the members' password and no longer to be changed, the shared client assigned."""
+    for appliance in lab.appliances:
+        p = appliance.state.partitions["payments"]
+        assert (p.initialized, p.label, p.domain) == (True, "payments", lab.domain)
+        assert p.so_password == lab.partition_so_password
+        assert (p.co.password, p.co.pin_to_be_changed) == (lab.partition_password, False)
+        assert appliance.state.clients[WEB0].partitions == ["payments"]
+
+
+def test_create_makes_each_partition_ready_for_members(lab: Lab) -> None:
+    spec = lab.spec()
+    report = lab.engine(spec).apply(spec, ID)
+
+    assert report.ok
+    assert_ready(lab)
+    serials = report.data["PartitionSerials"].split(",")
+    assert [len(s) for s in serials] == [13, 13]
+    assert not any(s.startswith(a.state.serial) for s, a in zip(serials, lab.appliances, strict=True))
+    assert all(a.software and a.software.startswith("Luna Network HSM 7.") for a in report.appliances)
+
+
+def test_initialization_goes_through_lunash_from_7_8_1_and_rest_before(lab: Lab) -> None:
+    spec = lab.spec()
+    planned = lab.engine(spec).plan(spec, ID).appliances[0].planned
+    rest_init = lab.appliances[0].state.dialect.name == "7.2"
+
+    assert [str(s) for s in planned][1:5] == [
+        "partition create payments",
+        "partition init payments" + (" (REST)" if rest_init else ""),
+        "partition init co payments" + (" (REST)" if rest_init else ""),
+        "change crypto officer password payments (REST)",
+    ]
+
+
+def test_a_second_run_changes_nothing(lab: Lab) -> None:
+    spec = lab.spec()
+    lab.engine(spec).apply(spec, ID)
+    marks = lab.mutating_marks()
+
+    assert lab.engine(spec).apply(spec, ID).ok
+    assert lab.mutating_since(marks) == []
+
+
+def test_a_run_killed_after_partition_create_converges_without_creating_or_initializing_twice(
+    lab: Lab,
+) -> None:
+    spec = lab.spec()
+    for a in lab.appliances:
+        a.faults.drop(command="partition create", after_execute=True)
+    with pytest.raises(GroupRunError):
+        lab.engine(spec).apply(spec, ID)
+    assert all(not partition(lab, i).initialized for i in (0, 1))  # type: ignore[attr-defined]
+
+    assert lab.engine(spec).apply(spec, ID).ok
+    assert_ready(lab)
+    for a in lab.appliances:
+        lines = [e.line for e in a.journal.since(0)]
+        assert sum(line.startswith("partition create") for line in lines) == 1
+        initializations = [
+            line for line in lines if line.startswith("partition init -") or _rest_partition_init(line)
+        ]
+        assert len(initializations) == 1
+
+
+def test_a_run_killed_before_the_crypto_officer_password_change_finishes_it(lab: Lab) -> None:
+    spec = lab.spec()
+    for a in lab.appliances:
+        a.faults.drop(command=REST_CO_PASSWORD)
+    with pytest.raises(GroupRunError, match="change crypto officer password"):
+        lab.engine(spec).apply(spec, ID)
+    assert all(partition(lab, i).co.pin_to_be_changed for i in (0, 1))  # type: ignore[attr-defined]
+
+    second = lab.engine(spec).apply(spec, ID)
+
+    assert second.ok
+    assert [str(s) for s in second.appliances[0].planned][:1] == [
+        "change crypto officer password payments (REST)"
+    ]
+    assert_ready(lab)
+
+
+def _rest_partition_init(line: str) -> bool:
+    return line.startswith("PUT /api/lunasa/hsms/") and "/roles/" not in line
+
+
+def test_an_appliance_without_a_rest_pin_fails_naming_the_property_and_is_left_alone(lab: Lab) -> None:
+    props = lab.props()
+    del props["Appliances"][1]["RestCertificateFingerprint"]
+    del props["Appliances"][1]["RestPort"]
+    spec = parse_properties(props)
+    marks = lab.mutating_marks()
+
+    with pytest.raises(GroupRunError, match="RestCertificateFingerprint"):
+        lab.engine(spec).apply(spec, ID)
+    assert not [line for line in lab.mutating_since(marks) if line.startswith("luna-sim-02")]
+
+
+def test_a_group_mixing_luna_sa_and_luna_7_fails_before_any_change(aws_env: None) -> None:
+    with mock_aws(), running_lab(2, dialects=["7.8", "5.4"]) as lab:
+        spec = lab.spec()
+        marks = lab.mutating_marks()
+
+        with pytest.raises(GroupRunError, match="cannot mix") as raised:
+            lab.engine(spec).apply(spec, ID)
+
+        assert "Luna SA 5.4.9" in str(raised.value) and "Luna Network HSM 7.8.5" in str(raised.value)
+        assert lab.mutating_since(marks) == []
