@@ -98,18 +98,18 @@ STEPS: dict[Action, StepKind] = {
     ),
     Action.REGEN_CERT: StepKind(60.0, lambda s, k: lc.build_regen_cert()),
     Action.NTLS_BIND: StepKind(60.0, lambda s, k: lc.build_ntls_bind()),
-    Action.NTLS_RESTART: StepKind(120.0, lambda s, k: lc.build_service_restart("ntls")),
+    Action.NTLS_RESTART: StepKind(60.0, lambda s, k: lc.build_service_restart("ntls")),
     Action.HSM_LOGIN: StepKind(20.0, lambda s, k: lc.build_hsm_login(k.secrets.admin_password)),
     Action.PARTITION_CREATE: StepKind(60.0, _partition_create),
     # Luna 7 (lunash from 7.8.1; the REST forms of these steps go to ``rest``). The partition is
     # labelled with its name, as 5.x/6.x label theirs.
     Action.PARTITION_INIT: StepKind(
-        120.0,
+        60.0,
         lambda s, k: lc.build_partition_init(s.target, s.target, _partition_so(k), k.secrets.domain),
         frozenset({Outcome.ALREADY_INITIALIZED}),
     ),
     Action.CO_INIT: StepKind(
-        60.0,
+        30.0,
         lambda s, k: lc.build_partition_init_co(
             s.target, _partition_so(k), k.secrets.first_co_password(s.target)
         ),

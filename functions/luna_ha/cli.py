@@ -75,6 +75,7 @@ def print_report(report: RunReport, out: TextIO, drift: Sequence[Drift] | None =
     print(f"\n{report.operation}: {outcome} in {report.seconds:.1f} s", file=out)
     for a in report.appliances:
         role = "leaving" if a.leaving else "member"
+        role = f"{role}, {a.software}" if a.software else role
         status = "ok" if a.ok else f"FAILED: {a.error}"
         if a.skipped:
             status = f"skipped: {a.skipped}"
@@ -151,6 +152,7 @@ def report_document(
             {
                 "host": a.host,
                 "role": "leaving" if a.leaving else "member",
+                "software": a.software,
                 "ok": a.ok,
                 "error": None if a.error is None else str(a.error),
                 "skipped": a.skipped,

@@ -5,9 +5,10 @@ every appliance (the same read-only observation ``plan`` makes) and the paramete
 group's path, and :func:`compare` names each difference as a :class:`Drift`:
 
 - on an appliance of the group: its partition missing or with another serial than the published
-  group document records; a registration of this group missing, extra (not a generation the group
-  uses, or on an appliance that is no longer a member), registered with another certificate than the
-  published one, or not assigned the partition; a server certificate that is not the published one;
+  group document records, or (Luna 7) not initialized or with its Crypto Officer not ready; a
+  registration of this group missing, extra (not a generation the group uses, or on an appliance
+  that is no longer a member), registered with another certificate than the published one, or not
+  assigned the partition; a server certificate that is not the published one;
 - in Parameter Store: a parameter missing, altered or extra compared with what ``apply`` would
   publish now (the group document with the differing keys named, a ``current`` pointer, a server
   certificate), and a published client generation that no appliance has a registration of.
@@ -34,7 +35,7 @@ from luna_ha.layout import (
     server_cert_name,
 )
 from luna_ha.ownership import ownership_token, parse_registration
-from luna_ha.planner import ApplianceState
+from luna_ha.planner import ApplianceState, PartitionRoles
 from luna_ha.spec import ApplianceSpec, ClientSpec, GroupSpec, parse_appliance
 
 # What a group document does not record (the admin secret's ARN): status never reads that secret.
@@ -48,6 +49,7 @@ class Kind(StrEnum):
     REGISTRATION_EXTRA = "extra registration"
     REGISTRATION_CERT = "registered certificate differs from the published one"
     PARTITION_UNASSIGNED = "partition not assigned"
+    PARTITION_NOT_READY = "partition not ready (Luna 7)"
     SERVER_CERT = "server certificate changed"
     PARAMETER_MISSING = "parameter missing"
     PARAMETER_ALTERED = "parameter altered"
@@ -140,7 +142,9 @@ def _appliance_drift(
     serial = state.partitions.get(partition)
     if serial is None:
         found.append(Drift(Kind.PARTITION_MISSING, host, partition))
-    elif published_serial and serial != published_serial:
+    elif (roles := state.roles.get(partition)) is not None and (problem := _not_ready(roles)):
+        found.append(Drift(Kind.PARTITION_NOT_READY, host, f"{partition}: {problem}"))
+    if serial is not None and published_serial and serial != published_serial:
         found.append(
             Drift(
                 Kind.PARTITION_SERIAL,
@@ -163,6 +167,19 @@ def _appliance_drift(
         if name not in expected.registrations:
             found.append(Drift(Kind.REGISTRATION_EXTRA, host, f"{name} is not a generation the group uses"))
     return found
+
+
+def _not_ready(roles: PartitionRoles) -> str | None:
+    """What a 7.x partition still lacks before members can log in (None: nothing)."""
+    if not roles.initialized:
+        return "not initialized"
+    if not roles.co_initialized:
+        return "its Crypto Officer is not initialized"
+    if roles.co_locked_out:
+        return "its Crypto Officer is locked out"
+    if roles.co_password_expired:
+        return "its Crypto Officer's first password is still to be changed"
+    return None
 
 
 def _parameter_drift(

@@ -129,12 +129,18 @@ def running_lab(n: int = 3, **options: Any) -> Iterator[Lab]:
 
 
 @contextmanager
-def served_lab(n: int) -> Iterator[tuple[list[SimulatedAppliance], LabSecrets]]:
+def served_lab(n: int, **options: Any) -> Iterator[tuple[list[SimulatedAppliance], LabSecrets]]:
     """``n`` initialized appliances on distinct loopback hosts sharing one admin password and cloning
-    domain, and moto's server on 127.0.0.1 (``AWS_ENDPOINT_URL`` set) holding their secrets."""
+    domain, and moto's server on 127.0.0.1 (``AWS_ENDPOINT_URL`` set) holding their secrets.
+    ``options`` go to every appliance (``dialect="7.8"``...)."""
     lab = LabSecrets.generate()
     appliances = start_appliances(
-        n, distinct_hosts=True, initialized=True, admin_password=lab.admin_password, domain=lab.domain
+        n,
+        distinct_hosts=True,
+        initialized=True,
+        admin_password=lab.admin_password,
+        domain=lab.domain,
+        **options,
     )
     try:
         with local_aws():

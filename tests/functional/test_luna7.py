@@ -16,8 +16,13 @@ from moto import mock_aws
 from luna_ha.engine import GroupRunError
 from luna_ha.ownership import ownership_token
 from luna_ha.sim.faults import REST_CO_PASSWORD
+from luna_ha.sim.lab import LabSecrets
+from luna_ha.sim.server import SimulatedAppliance
 from luna_ha.spec import parse_properties
-from tests.functional.lab import Lab, running_lab
+from luna_ha_lab.cloudformation import LocalCloudFormation, LocalStack
+from luna_ha_lab.localaws import group_properties
+from tests.functional.lab import Lab, running_lab, served_lab
+from tests.functional.test_handler import fresh_handler
 
 ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1|Group|payments"
 WEB0 = f"web-{ownership_token(ID)}-r0"
@@ -142,3 +147,44 @@ def test_a_group_mixing_luna_sa_and_luna_7_fails_before_any_change(aws_env: None
 
         assert "Luna SA 5.4.9" in str(raised.value) and "Luna Network HSM 7.8.5" in str(raised.value)
         assert lab.mutating_since(marks) == []
+
+
+# --- through the Lambda handler (CloudFormation-shaped events, the answer over HTTPS) ------------
+
+
+@pytest.fixture
+def stack(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[LocalStack, list[SimulatedAppliance], LabSecrets]]:
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("LUNA_HA_RESPONSE_MARGIN_SECONDS", "5")
+    with (
+        served_lab(2, dialect="7.8") as (appliances, secrets),
+        LocalCloudFormation(fresh_handler(), timeout_seconds=120, environment_factory=fresh_handler) as cfn,
+    ):
+        yield LocalStack(cfn), appliances, secrets
+
+
+def test_a_luna7_stack_creates_rotates_and_deletes_its_partition_under_the_delete_policy(
+    stack: tuple[LocalStack, list[SimulatedAppliance], LabSecrets],
+) -> None:
+    local, appliances, secrets = stack
+    props = group_properties(appliances, clients={"web": 0}, PartitionDeletionPolicy="Delete")
+
+    created = local.create("Group", props)
+    assert created.succeeded, created.describe()
+    for a in appliances:
+        p = a.state.partitions["payments"]
+        assert (p.initialized, p.co.password, p.co.pin_to_be_changed) == (
+            True,
+            secrets.partition_password,
+            False,
+        )
+
+    rotated = local.update("Group", {**props, "Clients": [{"Name": "web", "Rotation": "1"}]})
+    assert rotated.succeeded, rotated.describe()
+    assert all(len(a.state.clients) == 2 for a in appliances)  # the old generation stays for running members
+
+    deleted = local.delete("Group")
+    assert deleted.succeeded, deleted.describe()
+    assert all("payments" not in a.state.partitions and not a.state.clients for a in appliances)

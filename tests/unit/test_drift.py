@@ -19,7 +19,7 @@ from luna_ha.drift import (
 from luna_ha.errors import LunaHAError
 from luna_ha.layout import GroupDocument, Member, Parameter, build_layout
 from luna_ha.ownership import ownership_token
-from luna_ha.planner import ApplianceState, Registration
+from luna_ha.planner import ApplianceState, PartitionRoles, Registration
 
 PATH = "/luna-ha/payments"
 OWNER = "luna-ha-cli/payments"
@@ -263,3 +263,24 @@ def test_spec_from_document_refuses_a_member_without_connection_or_a_foreign_gen
 
 def test_str_of_a_drift() -> None:
     assert str(Drift(Kind.PARTITION_MISSING, "h", "payments")) == "h: partition missing: payments"
+
+
+@pytest.mark.parametrize(
+    ("roles", "detail"),
+    [
+        (PartitionRoles(initialized=False), "not initialized"),
+        (PartitionRoles(initialized=True), "Crypto Officer is not initialized"),
+        (PartitionRoles(True, co_initialized=True, co_password_expired=True), "still to be changed"),
+        (PartitionRoles(True, co_initialized=True, co_locked_out=True), "locked out"),
+    ],
+)
+def test_a_luna7_partition_that_members_cannot_use_yet(roles: PartitionRoles, detail: str) -> None:
+    unready = state("10.0.1.10", roles={"payments": roles})
+    found = compare(EXPECTED, views(**{"10_0_1_10": unready}), layout(), layout())
+    assert [(d.kind, d.subject) for d in found] == [(Kind.PARTITION_NOT_READY, "10.0.1.10")]
+    assert detail in found[0].detail
+
+
+def test_a_ready_luna7_partition_is_in_sync() -> None:
+    ready = state("10.0.1.10", roles={"payments": PartitionRoles(True, co_initialized=True)})
+    assert drift(views(**{"10_0_1_10": ready})) == []
