@@ -131,6 +131,7 @@ SCHEMA_KEYS = {
 APPLIANCE_KEYS = {
     "host",
     "role",
+    "software",
     "ok",
     "error",
     "skipped",
@@ -173,6 +174,7 @@ def test_json_document_of_a_plan() -> None:
     assert set(first) == set(second) == APPLIANCE_KEYS
     assert first["planned"] == [str(STEP)] and first["done"] == [] and first["error"] is None
     assert first["role"] == "member" and first["commands"] == 4
+    assert first["software"] is None  # not observed: the report has no appliance state
     assert second["role"] == "leaving" and second["ok"] is False
     assert second["error"] == "Appliance 10.0.1.11, step 'connect': refused"
     assert document["parameters"] == {"written": [], "deleted": []}

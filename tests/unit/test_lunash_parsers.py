@@ -33,16 +33,14 @@ from luna_ha.lunash.parsers import (
     PartitionInfo,
     find_interactive_prompt,
     known_outcome,
-    lunash_initializes_partitions,
     parse_client_fingerprint,
     parse_client_list,
     parse_client_show,
     parse_hsm_show,
     parse_partition_list,
     parse_result,
-    software_family,
-    software_version_tuple,
 )
+from luna_ha.software import Channel, Software
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 
@@ -581,13 +579,14 @@ def test_published_72_hsm_show_is_a_zeroized_luna_7() -> None:
     info = parse_hsm_show(load("hsm_show_72_zeroized"))
     assert (info.zeroized, info.label, info.attempts_left, info.admin_logged_in) == (True, None, None, False)
     assert (info.serial, info.model, info.firmware) == ("572413", "Luna K7", "7.0.3")
-    assert (info.software_version, info.family, info.version) == ("7.2.0-220", 7, (7, 2, 0, 220))
+    assert info.software_version == "7.2.0-220"
+    assert info.software == Software((7, 2, 0, 220))
     assert (info.partitions, info.partitions_allowed, info.space_in_use, info.fips) == ((), 10, 0, False)
 
 
 def test_5x_hsm_show_has_no_partition_allowance_and_family_5() -> None:
     info = parse_hsm_show(load("hsm_show_51_zeroized"))
-    assert (info.partitions_allowed, info.family, info.version) == (None, 5, (5, 1, 0, 25))
+    assert (info.partitions_allowed, info.software) == (None, Software((5, 1, 0, 25)))
 
 
 def test_more_partitions_than_allowed_is_refused() -> None:
@@ -662,36 +661,36 @@ def test_published_72_first_login_is_recognised_as_a_forced_password_change() ->
 
 
 @pytest.mark.parametrize(
-    ("version", "numbers", "family", "lunash_init"),
+    ("version", "numbers", "family", "channel"),
     [
-        ("5.1.0-25", (5, 1, 0, 25), 5, False),
-        ("5.4.9-2", (5, 4, 9, 2), 5, False),
-        ("6.2.2-4", (6, 2, 2, 4), 6, False),
-        ("7.2.0-220", (7, 2, 0, 220), 7, False),
-        ("7.8.0", (7, 8, 0), 7, False),
-        ("7.8.1", (7, 8, 1), 7, True),
-        ("7.8.5-20", (7, 8, 5, 20), 7, True),
-        ("7.9", (7, 9), 7, True),
+        ("5.1.0-25", (5, 1, 0, 25), "5.x/6.x", Channel.REST),
+        ("5.4.9-2", (5, 4, 9, 2), "5.x/6.x", Channel.REST),
+        ("6.2.2-4", (6, 2, 2, 4), "5.x/6.x", Channel.REST),
+        ("7.2.0-220", (7, 2, 0, 220), "7.x", Channel.REST),
+        ("7.8.0", (7, 8, 0), "7.x", Channel.REST),
+        ("7.8.1", (7, 8, 1), "7.x", Channel.LUNASH),
+        ("7.8.5-20", (7, 8, 5, 20), "7.x", Channel.LUNASH),
+        ("7.9", (7, 9), "7.x", Channel.LUNASH),
     ],
 )
-def test_software_versions_give_family_and_lunash_partition_init(
-    version: str, numbers: tuple[int, ...], family: int, lunash_init: bool
+def test_software_versions_give_family_and_where_partitions_are_initialized(
+    version: str, numbers: tuple[int, ...], family: str, channel: Channel
 ) -> None:
-    assert software_version_tuple(version) == numbers
-    assert software_family(version) == family
-    assert lunash_initializes_partitions(version) is lunash_init
+    software = Software.parse(version)
+    assert software is not None
+    assert (software.version, software.family, software.partition_init_channel) == (numbers, family, channel)
 
 
 @pytest.mark.parametrize("version", ["", "seven", "7", "7.x", "v7.8.5-20", "7.8.5-20 beta"])
 def test_unreadable_software_versions_are_parse_errors(version: str) -> None:
     with pytest.raises(ParseError, match="Software Version"):
-        software_version_tuple(version)
+        Software.parse(version)
 
 
 @pytest.mark.parametrize("version", ["4.9.0", "10.1.0-5"])
 def test_software_of_an_unknown_generation_is_refused(version: str) -> None:
     with pytest.raises(ParseError, match="not supported"):
-        software_family(version)
+        Software.parse(version)
 
 
 def test_already_initialized_is_a_known_outcome_of_partition_init_only() -> None:

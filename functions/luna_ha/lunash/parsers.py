@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from luna_ha.lunash import dialect
 from luna_ha.lunash.errors import ClientNotFound, CommandReportedFailure, HsmUnreachable, ParseError
+from luna_ha.software import Software
 
 __all__ = [
     "ClientInfo",
@@ -25,15 +26,12 @@ __all__ = [
     "PartitionInfo",
     "find_interactive_prompt",
     "known_outcome",
-    "lunash_initializes_partitions",
     "parse_client_fingerprint",
     "parse_client_list",
     "parse_client_show",
     "parse_hsm_show",
     "parse_partition_list",
     "parse_result",
-    "software_family",
-    "software_version_tuple",
 ]
 
 _WS_RE = re.compile(r"\s+")
@@ -87,14 +85,9 @@ class HsmInfo:
     partitions_allowed: int | None = None
 
     @property
-    def family(self) -> int | None:
-        """5, 6 or 7 (:func:`software_family`); None when no software version was shown."""
-        return None if self.software_version is None else software_family(self.software_version)
-
-    @property
-    def version(self) -> tuple[int, ...] | None:
-        """The software version as numbers (:func:`software_version_tuple`), or None."""
-        return None if self.software_version is None else software_version_tuple(self.software_version)
+    def software(self) -> Software | None:
+        """The software version, read (None when ``hsm show`` printed none)."""
+        return Software.parse(self.software_version)
 
 
 @dataclass(frozen=True)
@@ -210,39 +203,6 @@ def _int(command: str, label: str, value: str) -> int:
     if not _is_number(token):
         raise ParseError(command, f"'{label}' is not a number")
     return int(token)
-
-
-# --- software versions -----------------------------------------------------------------------
-
-
-def software_version_tuple(version: str) -> tuple[int, ...]:
-    """``"7.8.5-20"`` -> ``(7, 8, 5, 20)``, ``"7.2.0-220"`` -> ``(7, 2, 0, 220)``, ``"5.1"`` ->
-    ``(5, 1)``: compare with tuples such as :data:`dialect.LUNASH_PARTITION_INIT_SINCE`. Anything
-    else raises :class:`ParseError`."""
-    match = dialect.SOFTWARE_VERSION_RE.match(version.strip()) if isinstance(version, str) else None
-    if match is None:
-        raise ParseError("hsm show", "'Software Version' is not <major>.<minor>[.<patch>][-<build>]")
-    return tuple(int(part) for part in match.groups() if part is not None)
-
-
-def software_family(version: str) -> int:
-    """The appliance software generation of a `Software Version`: 5 or 6 (Luna SA: one dialect)
-    or 7 (Luna Network HSM 7). Any other major raises :class:`ParseError`: the dialect is unknown."""
-    major = software_version_tuple(version)[0]
-    if major not in dialect.SOFTWARE_FAMILIES:
-        raise ParseError(
-            "hsm show",
-            f"appliance software {major}.x is not supported (only "
-            f"{', '.join(f'{f}.x' for f in sorted(dialect.SOFTWARE_FAMILIES))})",
-        )
-    return major
-
-
-def lunash_initializes_partitions(version: str) -> bool:
-    """Whether this software's lunash has `partition init` and `partition init co` (7.8.1 on)."""
-    return software_family(version) == dialect.LUNA7_FAMILY and (
-        software_version_tuple(version)[:3] >= dialect.LUNASH_PARTITION_INIT_SINCE
-    )
 
 
 # --- hsm show --------------------------------------------------------------------------------
@@ -364,8 +324,10 @@ def parse_hsm_show(text: str) -> HsmInfo:
 
     firmware = fields.get("firmware")
     software = fields.get("software_version")
+    version = software.split(" ")[0] if software else None
+    Software.parse(version)  # an unreadable or unsupported version fails here, not later
     return HsmInfo(
-        software_version=software.split(" ")[0] if software else None,
+        software_version=version,
         label=label,
         serial=serial,
         firmware=firmware.split(" ")[0] if firmware else None,
