@@ -81,6 +81,7 @@ from luna_ha.sim.state import (
     HSM_STORAGE_BYTES,
     NO_LABEL,
     PARTITION_SIZE_BYTES,
+    ApplianceModel,
     Dialect,
     RegisteredClient,
 )
@@ -156,6 +157,14 @@ def _require_partition(ctx: Context, name: str) -> None:
 # -- hsm ------------------------------------------------------------------------------------------
 
 
+def _storage(s: ApplianceModel) -> list[tuple[str, int]]:
+    return [
+        ("Maximum HSM Storage Space (Bytes):", HSM_STORAGE_BYTES),
+        ("Space In Use (Bytes):", s.space_in_use),
+        ("Free Space Left (Bytes):", HSM_STORAGE_BYTES - s.space_in_use),
+    ]
+
+
 def hsm_show(ctx: Context, args: Arguments) -> Reply:
     s, d = ctx.state, ctx.state.dialect
     if d.family >= 7:
@@ -175,11 +184,7 @@ def hsm_show(ctx: Context, args: Arguments) -> Reply:
         rows += [("Audit Role Initialized:", "No"), ("Remote Login Initialized:", "No")]
     rows.append(("Manually Zeroized:", "No"))
     partitions = [f"   Partition: {p.serial},     Name: {p.name}" for p in s.partitions.values()]
-    storage = [
-        ("Maximum HSM Storage Space (Bytes):", HSM_STORAGE_BYTES),
-        ("Space In Use (Bytes):", s.space_in_use),
-        ("Free Space Left (Bytes):", HSM_STORAGE_BYTES - s.space_in_use),
-    ]
+    storage = _storage(s)
     return Reply(
         (
             "   Appliance Details:",
@@ -241,11 +246,7 @@ def _hsm_show_7(ctx: Context) -> Reply:
         ("Number of partitions allowed:", s.max_partitions),
         ("Number of partitions created:", len(s.partitions)),
     ]
-    storage = [
-        ("Maximum HSM Storage Space (Bytes):", HSM_STORAGE_BYTES),
-        ("Space In Use (Bytes):", s.space_in_use),
-        ("Free Space Left (Bytes):", HSM_STORAGE_BYTES - s.space_in_use),
-    ]
+    storage = _storage(s)
     return Reply(
         (
             "",
