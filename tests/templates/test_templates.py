@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from luna_ha.rest import certificate_fingerprint
 from luna_ha.spec import parse_properties
 
 REPO = Path(__file__).resolve().parents[2]
@@ -204,19 +205,51 @@ def test_layer_requirements_pinned_and_consistent_with_the_project() -> None:
     assert pins["paramiko"].startswith("4."), "paramiko 4.x (see pyproject.toml)"
 
 
-def test_function_security_group_egress_only_ssh_to_appliances_and_https(provider: dict[str, Any]) -> None:
-    group = provider["Resources"]["FunctionSecurityGroup"]["Properties"]
+PROVIDER_VALUES = {
+    "VpcId": "vpc-0123456789abcdef0",
+    "SubnetIds": "subnet-0123456789abcdef0",
+    "ApplianceCidr": "10.0.1.0/24",
+    "SecretArns": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:luna/admin-??????",
+}
+
+
+def function_egress(provider: Mapping[str, Any], **values: str) -> set[tuple[str, str, str, str]]:
+    """The function's egress rules as CloudFormation makes them from these parameter values."""
+    resolver = Resolver(provider, {**PROVIDER_VALUES, **values})
+    group = resolver.evaluate(provider["Resources"]["FunctionSecurityGroup"]["Properties"])
     assert "SecurityGroupIngress" not in group
-    rules = {
-        (r["IpProtocol"], json.dumps(r["FromPort"]), json.dumps(r["ToPort"]), json.dumps(r["CidrIp"]))
-        for r in group["SecurityGroupEgress"]
+    assert all(rule.get("Description") for rule in group["SecurityGroupEgress"]), group
+    return {(r["IpProtocol"], r["FromPort"], r["ToPort"], r["CidrIp"]) for r in group["SecurityGroupEgress"]}
+
+
+def test_function_security_group_egress_only_ssh_to_appliances_and_https(provider: dict[str, Any]) -> None:
+    assert function_egress(provider) == {
+        ("tcp", "22", "22", "10.0.1.0/24"),
+        ("tcp", "443", "443", "0.0.0.0/0"),
     }
-    port = json.dumps({"Ref": "ApplianceSshPort"})
-    assert rules == {
-        ("tcp", port, port, json.dumps({"Ref": "ApplianceCidr"})),
-        ("tcp", "443", "443", '"0.0.0.0/0"'),
+    assert function_egress(provider, ApplianceSshPort="2222", ApplianceCidr="10.9.0.0/16") == {
+        ("tcp", "2222", "2222", "10.9.0.0/16"),
+        ("tcp", "443", "443", "0.0.0.0/0"),
     }
-    assert int(provider["Parameters"]["ApplianceSshPort"]["Default"]) == 22
+
+
+def test_function_opens_the_luna7_rest_port_to_the_appliances_only_when_enabled(
+    provider: dict[str, Any],
+) -> None:
+    # 0 (the default) adds nothing: a Luna SA 5.x/6.x provider keeps exactly its rules.
+    assert int(provider["Parameters"]["ApplianceRestPort"]["Default"]) == 0
+    assert ("tcp", "8443", "8443", "10.0.1.0/24") not in function_egress(provider)
+    # Enabled, the REST port opens where SSH does, and nowhere else.
+    assert function_egress(provider, ApplianceRestPort="8443") == {
+        ("tcp", "22", "22", "10.0.1.0/24"),
+        ("tcp", "8443", "8443", "10.0.1.0/24"),
+        ("tcp", "443", "443", "0.0.0.0/0"),
+    }
+    assert function_egress(provider, ApplianceRestPort="9443", ApplianceCidr="10.9.0.0/16") == {
+        ("tcp", "22", "22", "10.9.0.0/16"),
+        ("tcp", "9443", "9443", "10.9.0.0/16"),
+        ("tcp", "443", "443", "0.0.0.0/0"),
+    }
 
 
 def test_vpc_endpoints_are_optional(provider: dict[str, Any]) -> None:
@@ -541,6 +574,34 @@ def test_example_properties_are_a_valid_group(example: dict[str, Any]) -> None:
     spec = parse_properties(Resolver(example, values).evaluate(example["Resources"]["Group"]["Properties"]))
     assert (spec.parameter_path, spec.kms_key_id) == ("/luna-ha/pay", values["KmsKeyArn"])
     assert (spec.clients[0].rotation, spec.partition_deletion_policy) == (3, "Delete")
+
+
+def test_example_passes_the_rest_pin_and_port_only_when_given(example: dict[str, Any]) -> None:
+    group = example["Resources"]["Group"]["Properties"]
+    # A Luna SA pair: no REST property reaches the provider.
+    for appliance in Resolver(example, EXAMPLE_VALUES).evaluate(group)["Appliances"]:
+        assert not {"RestCertificateFingerprint", "RestPort"} & set(appliance)
+    spec = parse_properties(Resolver(example, EXAMPLE_VALUES).evaluate(group))
+    assert [a.rest_certificate_fingerprint for a in spec.appliances] == [None, None]
+
+    # A Luna 7 pair: each appliance's pin, and its port (the REST service's default unless given).
+    first_pin, second_pin = (certificate_fingerprint(der) for der in (b"first der", b"second der"))
+    values = dict(
+        EXAMPLE_VALUES,
+        Appliance1RestCertificateFingerprint=first_pin,
+        Appliance2RestCertificateFingerprint=second_pin,
+        Appliance2RestPort="9443",
+    )
+    for name in ("Appliance1RestCertificateFingerprint", "Appliance2RestCertificateFingerprint"):
+        assert re.fullmatch(example["Parameters"][name]["AllowedPattern"], values[name]), name
+    first, second = parse_properties(Resolver(example, values).evaluate(group)).appliances
+    assert (first.rest_certificate_fingerprint, first.rest_port) == (first_pin, 8443)
+    assert (second.rest_certificate_fingerprint, second.rest_port) == (second_pin, 9443)
+
+    # A port without a pin is not passed (the provider would refuse it: REST is always pinned).
+    only_port = dict(EXAMPLE_VALUES, Appliance1RestPort="9443")
+    first, _ = parse_properties(Resolver(example, only_port).evaluate(group)).appliances
+    assert first.rest_certificate_fingerprint is None
 
 
 def test_example_auto_scaling_group_after_the_group(example: dict[str, Any]) -> None:
