@@ -26,6 +26,7 @@ from luna_ha.rest import LunaRest
 from luna_ha.run_coordination import ResourceCoordination
 from luna_ha.secrets import SecretReader, check_destination
 from luna_ha.shell import ApplianceShell, CommandRecord
+from luna_ha.software import Software
 from luna_ha.spec import ApplianceSpec
 from luna_ha.ssh import LunaShell
 
@@ -276,17 +277,17 @@ class ApplianceRunner:
                         run.guard.check(a.host, a.fingerprint, shell, next_step, done)
                     records.before_step(a.host, next_step, hsm_serial)
 
+                def record_created() -> None:
+                    serials.update(appl.read_partition_serials(shell))
+                    serial = serials.get(goal.partition)
+                    records.record_partition(
+                        a.host, hsm_serial, goal.partition, state="created", serial=serial
+                    )
+
                 def after(done_step: Step) -> None:
                     records.after_step(done_step, hsm_serial)
-                    if done_step.action is Action.PARTITION_CREATE:
-                        serials.update(appl.read_partition_serials(shell))
-                        records.record_partition(
-                            a.host,
-                            hsm_serial,
-                            goal.partition,
-                            state="created",
-                            serial=serials.get(goal.partition),
-                        )
+                    if done_step.action is Action.PARTITION_CREATE and observed.luna7:
+                        record_created()  # the 7.x steps that follow address the partition by serial
                     self.progress(a.host, f"done: {done_step}")
 
                 secrets = run.secrets or appl.GroupSecrets("", "", "")
@@ -309,6 +310,10 @@ class ApplianceRunner:
                     before_step=before,
                     record=lambda s: records.record_step(a.host, s, hsm_serial, serials),
                 )
+                created = any(s.action is Action.PARTITION_CREATE for s in report.done)
+                if created and not observed.luna7:
+                    step = "read partition serial"
+                    record_created()
             report.partition_serial = serials.get(goal.partition)
             if goal.present:
                 step = "download server.pem"
@@ -357,26 +362,57 @@ class ApplianceRunner:
             check_destination(arn, allowed, a.host, a.fingerprint, step)
 
 
-def check_families(sessions: Sequence[Session]) -> None:
-    """One HA group holds one family of appliance software (HA needs the same partition version):
-    when the observed members differ, every member fails, naming each one's software, before any
-    change."""
-    members = [
-        s for s in sessions if s.ready and s.target.goal.present and s.observed and s.observed.software
-    ]
-    families = {s.observed.software.family for s in members if s.observed and s.observed.software}
-    if len(families) < 2:
-        return
-    listing = ", ".join(f"{s.report.host} ({s.report.software})" for s in members)
-    for s in sessions:
-        if s.ready and s.target.goal.present:
-            s.fail(
-                ApplianceError(
-                    s.report.host,
-                    "observe",
-                    "one HA group cannot mix Luna SA 5.x/6.x and Luna Network HSM 7.x appliances: "
-                    f"{listing}; nothing was changed",
-                ),
+#: How long an observed member waits for the other members' observations before it goes on.
+FAMILY_WAIT_SECONDS = 10.0
+
+
+class FamilyGate:
+    """One HA group holds one family of appliance software (HA needs the same partition version).
+
+    Each member, once observed, waits until every member that started has been observed (or has
+    failed), then fails, naming each one's software, when the families differ: before any change.
+    The wait is bounded (``FAMILY_WAIT_SECONDS``, or a quarter of the time left): a member that
+    hangs or cannot be reached fails on its own and the others go on; a member observed only later
+    (it hung, or there are more members than workers) that differs from the others fails then,
+    without changing anything, and the next run refuses the group before any change.
+    """
+
+    def __init__(self) -> None:
+        self._pending: set[str] = set()
+        self._software: dict[str, Software] = {}
+        self._done = threading.Condition()
+
+    def started(self, host: str) -> None:
+        with self._done:
+            self._pending.add(host)
+
+    def observed(self, host: str, software: Software | None) -> None:
+        """``software`` None: the appliance failed or is not a member of the group."""
+        with self._done:
+            self._pending.discard(host)
+            if software is not None:
+                self._software[host] = software
+            self._done.notify_all()
+
+    def check(self, session: Session, deadline: Deadline) -> None:
+        """Wait for the other members, then fail ``session`` if the group mixes families."""
+        software = session.observed.software if session.observed is not None else None
+        if software is None:
+            return
+        wait = min(FAMILY_WAIT_SECONDS, deadline.remaining() / 4)
+        with self._done:
+            self._done.wait_for(lambda: not self._pending, timeout=wait)
+            members = dict(self._software)
+        if len({s.family for s in members.values()}) < 2:
+            return
+        listing = ", ".join(f"{host} ({software})" for host, software in members.items())
+        session.fail(
+            ApplianceError(
+                session.report.host,
                 "observe",
-            )
-            s.close()
+                f"one HA group cannot mix Luna SA 5.x/6.x and Luna Network HSM 7.x appliances: {listing}; "
+                "nothing was changed",
+            ),
+            "observe",
+        )
+        session.close()

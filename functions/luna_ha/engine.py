@@ -21,11 +21,10 @@ from luna_ha import appliance as appl
 from luna_ha.appliance_run import (
     ApplianceReport,
     ApplianceRunner,
+    FamilyGate,
     Run,
-    Session,
     ShellFactory,
     Target,
-    check_families,
     default_shell,
 )
 from luna_ha.certs import luna_fingerprint
@@ -531,26 +530,41 @@ class Engine:
 
     # -- running ---------------------------------------------------------------------------
     def _run_all(self, targets: Sequence[Target], run: Run) -> list[ApplianceReport]:
-        """Every appliance observed before any is changed, then each converged, in parallel."""
+        """Each appliance in its own thread: observed, checked against the other members, converged."""
         if not targets:
             return []
-        sessions = self._fan_out(lambda t: self.runner.open(t, run), targets)
-        try:
-            check_families(sessions)
-            return self._fan_out(lambda s: self._converge(s, run), sessions)
-        finally:
-            for session in sessions:
-                session.close()
+        gate = FamilyGate()
+        # The first ``workers`` appliances start at once: each waits for the others' observations.
+        for target in targets[: self._workers(len(targets))]:
+            if target.goal.present:
+                gate.started(target.appliance.host)
 
-    def _converge(self, session: Session, run: Run) -> ApplianceReport:
-        try:
-            return self.runner.converge(session, run)
-        finally:
-            if run.guard is not None:
-                run.guard.release(session.report.host)
+        def one(target: Target) -> ApplianceReport:
+            member = target.goal.present
+            if member:
+                gate.started(target.appliance.host)
+            session = self.runner.open(target, run)
+            try:
+                if member:
+                    software = session.observed.software if session.ready and session.observed else None
+                    gate.observed(target.appliance.host, software)
+                    if session.ready:
+                        gate.check(session, run.deadline)
+                return self.runner.converge(session, run)
+            finally:
+                if member:
+                    gate.observed(target.appliance.host, None)
+                session.close()
+                if run.guard is not None:
+                    run.guard.release(target.appliance.host)
+
+        return self._fan_out(one, targets)
+
+    def _workers(self, items: int) -> int:
+        return max(1, min(self.max_workers, items))
 
     def _fan_out(self, work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-        workers = max(1, min(self.max_workers, len(items)))
+        workers = self._workers(len(items))
         # The threads start together once all exist: a thread already busy with its SSH handshake
         # would otherwise hold up the creation of the next ones (the GIL), and the last appliance
         # of a large group would start tens of milliseconds late.
