@@ -99,12 +99,18 @@ class TimedEngine(Engine):
     def _record(self, host: str, message: str) -> None:
         self.events.append((time.monotonic(), host, message))  # list.append: atomic
 
-    def _run_one(self, *args: Any, **kwargs: Any) -> ApplianceReport:
-        started = time.thread_time()
-        try:
-            return super()._run_one(*args, **kwargs)
-        finally:
-            self.appliance_cpu.append(time.thread_time() - started)
+    def _fan_out(self, work: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """Each appliance's work in its worker thread (opening and observing it, then converging
+        it), with the CPU that thread spent on it."""
+
+        def timed_work(item: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return work(item)
+            finally:
+                self.appliance_cpu.append(time.thread_time() - started)
+
+        return super()._fan_out(timed_work, items)
 
     def _run_all(self, *args: Any, **kwargs: Any) -> list[ApplianceReport]:
         started = time.monotonic()
