@@ -28,6 +28,9 @@ ARCH ?= arm64
 PYTHON313 ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null) \
 	python3.13; do command -v "$$p" 2>/dev/null && break; done)
 PYTEST_FLAGS ?= -q
+# Appliance software of `make demo` (luna-ha demo --dialect): empty for the default (Luna SA 5.4);
+# 5.1 | 5.4 | 6.2 | 7.2 | 7.8 | 7.x (make demo DIALECT=7.x).
+DIALECT ?=
 # Drops pip's "... is ignored" noise; succeeds on empty output (grep's status 1) so that only pip's
 # own status, through pipefail, decides.
 QUIET_PIP := 2>&1 | { grep -v 'is ignored' || test $$? -eq 1; }
@@ -66,8 +69,8 @@ $(CHECKOV_STAMP):
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --version
 	@touch $@
 
-demo: $(STAMP) ## run the whole lifecycle locally: simulated appliances + moto
-	$(BIN)/luna-ha demo
+demo: $(STAMP) ## run the whole lifecycle locally: simulated appliances + moto (DIALECT=7.x: Luna 7)
+	$(BIN)/luna-ha demo$(if $(DIALECT), --dialect $(DIALECT))
 
 test: lint typecheck $(SAM_STAMP) $(CHECKOV_STAMP) ## ruff, mypy and every test tier
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests

@@ -27,7 +27,9 @@ from luna_ha.store import ParameterStore  # noqa: E402
 from luna_ha_lab.localaws import TABLE  # noqa: E402
 
 #: Seconds of each command, as a multiple of a read's (``hsm show``, ``partition list``, ``client
-#: list/show/fingerprint``, ``hsm logout``). SCP transfers carry no added latency.
+#: list/show/fingerprint``, ``hsm logout``). SCP transfers carry no added latency. Luna 7: its
+#: lunash steps, and its REST requests (every other REST request, a session's opening and closing
+#: included, takes a read's time).
 LATENCY_FACTORS: dict[str, float] = {
     "hsm init": 20.0,
     "sysconf regenCert": 6.0,
@@ -39,6 +41,15 @@ LATENCY_FACTORS: dict[str, float] = {
     "client assignPartition": 2.0,
     "client revokePartition": 2.0,
     "client delete": 2.0,
+    # Luna 7
+    "service restart": 6.0,
+    "partition init": 8.0,
+    "partition init co": 4.0,
+    "rest hsm login": 4.0,
+    "rest partition init": 8.0,
+    "rest partition login": 4.0,
+    "rest co init": 4.0,
+    "rest co password": 4.0,
 }
 
 
@@ -88,12 +99,18 @@ class TimedEngine(Engine):
     def _record(self, host: str, message: str) -> None:
         self.events.append((time.monotonic(), host, message))  # list.append: atomic
 
-    def _run_one(self, *args: Any, **kwargs: Any) -> ApplianceReport:
-        started = time.thread_time()
-        try:
-            return super()._run_one(*args, **kwargs)
-        finally:
-            self.appliance_cpu.append(time.thread_time() - started)
+    def _fan_out(self, work: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """Each appliance's work in its worker thread (opening and observing it, then converging
+        it), with the CPU that thread spent on it."""
+
+        def timed_work(item: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return work(item)
+            finally:
+                self.appliance_cpu.append(time.thread_time() - started)
+
+        return super()._fan_out(timed_work, items)
 
     def _run_all(self, *args: Any, **kwargs: Any) -> list[ApplianceReport]:
         started = time.monotonic()

@@ -56,6 +56,15 @@ class ApplianceInfo:
     host_key_line: str
     username: str
     password: str = field(repr=False)
+    #: A Luna 7 appliance's REST service (None: a 5.x/6.x appliance, which serves none).
+    rest_port: int | None = None
+    rest_certificate_fingerprint: str | None = None
+
+    @property
+    def rest_service(self) -> int | None:
+        """Not None when the appliance serves REST (what ``luna_ha_lab.localaws.rest_properties``
+        asks a ``SimulatedAppliance``)."""
+        return self.rest_port
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,7 @@ def _start_appliances(indices: Sequence[int], options: dict[str, Any]) -> list[A
 
 
 def _info(appliance: Any) -> ApplianceInfo:
+    rest = appliance.rest_service is not None
     return ApplianceInfo(
         appliance.hostname,
         appliance.host,
@@ -108,6 +118,8 @@ def _info(appliance: Any) -> ApplianceInfo:
         appliance.host_key_line,
         appliance.username,
         appliance.password,
+        appliance.rest_port if rest else None,
+        appliance.rest_certificate_fingerprint if rest else None,
     )
 
 
@@ -215,10 +227,13 @@ class Backend:
             else:
                 os.environ[key] = value
 
-    def start(self, n: int, *, zeroized: bool = False, **options: Any) -> list[ApplianceInfo]:
-        """``n`` fresh appliances (initialized with the group's admin password and domain, or
-        zeroized), their manager secrets written; EC server keys keep the simulator's CPU low."""
-        settings: dict[str, Any] = {"key_type": "ec", **options}
+    def start(
+        self, n: int, *, zeroized: bool = False, dialect: str = "5.4", **options: Any
+    ) -> list[ApplianceInfo]:
+        """``n`` fresh appliances of software ``dialect`` (initialized with the group's admin
+        password and domain, or zeroized), their manager secrets written; EC server keys keep the
+        simulator's CPU low. A 7.x appliance serves REST too."""
+        settings: dict[str, Any] = {"key_type": "ec", "dialect": dialect, **options}
         if not zeroized:
             settings.update(
                 initialized=True, admin_password=self.group.admin_password, domain=self.group.domain
@@ -240,6 +255,7 @@ class Backend:
             ADMIN_SECRET: {
                 "password": self.group.admin_password,
                 "domain": self.group.domain,
+                "partitionSoPassword": self.group.partition_so_password,  # Luna 7 partitions
                 "appliances": every,
             },
             PARTITION_SECRET: {"password": self.group.partition_password, "appliances": every},

@@ -1,16 +1,19 @@
 """SSH connections and commands per appliance for each operation of a group's life, and the AWS
-API calls of each: Create, a no-op Update, a client rotation, Delete; and Create on zeroized
-appliances declared with ``Initialize``.
+API calls of each: Create, a no-op Update, a client rotation, Delete; Create on zeroized
+appliances declared with ``Initialize``; and Create on initialized Luna 7 appliances (7.8, 7.2),
+which also receive REST requests.
 
 Counted on both sides: the engine's ``RunReport`` (connections, commands and mutating commands per
 appliance) and the simulators' journals and accepted connections (what the appliances received).
 Journal classes: mutating (changes configuration, SCP uploads included), login (``hsm login`` /
-``hsm logout``: login state only), read-only (the rest, SCP downloads included).
+``hsm logout``: login state only), read-only (the rest, SCP downloads included). REST requests
+(Luna 7) are counted apart: all of them, and the mutating ones (partition init, Crypto Officer
+init, its password change).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from common import build_engine, group_spec, heading, note, physical_id, table
@@ -29,6 +32,8 @@ class OperationCounts:
     mutating: list[int]
     login: list[int]
     read_only: list[int]
+    rest: list[int]
+    rest_mutating: list[int]
     ssm_calls: int
     secrets_calls: int
     dynamodb_calls: int
@@ -49,7 +54,7 @@ def _counted(
     if not report.ok:
         raise RuntimeError(f"{name} failed: {[str(a.error) for a in report.failures]}")
     after = backend.stats()
-    mutating, login, read_only, accepted = [], [], [], []
+    mutating, login, read_only, accepted, rest, rest_mutating = [], [], [], [], [], []
     for old, new in zip(before, after, strict=True):
         entries = new.entries[len(old.entries) :]
         commands = [e for e in entries if e.kind in ("command", "scp", "exec")]
@@ -57,6 +62,9 @@ def _counted(
         login.append(sum(e.auth for e in commands))
         read_only.append(sum(not e.mutating and not e.auth for e in commands))
         accepted.append(new.connections - old.connections)
+        requests = [e for e in entries if e.kind == "rest"]
+        rest.append(len(requests))
+        rest_mutating.append(sum(e.mutating for e in requests))
     members = report.appliances
     return OperationCounts(
         name,
@@ -67,6 +75,8 @@ def _counted(
         mutating,
         login,
         read_only,
+        rest,
+        rest_mutating,
         calls_of(calls, "ssm"),
         calls_of(calls, "secretsmanager"),
         calls_of(calls, "dynamodb"),
@@ -75,7 +85,9 @@ def _counted(
     )
 
 
-def measure(backend: Backend, appliances: int) -> list[OperationCounts]:
+def measure(backend: Backend, appliances: int, luna7: Sequence[str] = ()) -> list[OperationCounts]:
+    """The lifecycle on ``appliances`` Luna SA 5.4 appliances, Create on zeroized ones, then a
+    Create on initialized appliances of each Luna 7 software in ``luna7``."""
     results: list[OperationCounts] = []
     group_id = physical_id("Lifecycle")
 
@@ -96,6 +108,16 @@ def measure(backend: Backend, appliances: int) -> list[OperationCounts]:
     results.append(
         _run(backend, "Create, zeroized + Initialize", lambda e: e.apply(spec, physical_id("Init")))
     )
+    for dialect in luna7:
+        started = backend.start(appliances, dialect=dialect)
+        spec7 = group_spec(backend, started, partition=f"luna{dialect.replace('.', '')}")
+        results.append(
+            _run(
+                backend,
+                f"Create, Luna 7 ({dialect})",
+                lambda e, spec7=spec7, dialect=dialect: e.apply(spec7, physical_id(f"Luna{dialect}")),
+            )
+        )
     return results
 
 
@@ -121,6 +143,7 @@ def print_results(results: list[OperationCounts], appliances: int) -> None:
             _spread(r.mutating),
             _spread(r.login),
             _spread(r.read_only),
+            f"{_spread(r.rest)} ({_spread(r.rest_mutating)})",
             f"{_spread(r.engine_commands)} ({_spread(r.engine_mutating)})",
             r.ssm_calls,
             r.secrets_calls,
@@ -138,6 +161,7 @@ def print_results(results: list[OperationCounts], appliances: int) -> None:
                 "mutating",
                 "login",
                 "read-only",
+                "REST requests (mutating)",
                 "engine: commands (mutating)",
                 "SSM calls per run",
                 "Secrets Manager calls per run",

@@ -5,19 +5,24 @@
    zeroized ones declared with Initialize: wall time with the engine's parallelism against the
    ideal (the slowest single appliance's own critical path: a one-appliance Create) and against
    one appliance after another; where the time goes (``scaling.py``).
-2. SSH connections and commands (mutating / login / read-only) per appliance, and AWS calls, for
-   Create, a no-op Update, a client rotation and Delete (``operations.py``).
+   Luna Network HSM 7: Create on 1, 4 and 16 initialized 7.8 and 7.2 appliances against the
+   one-appliance Create of the same software, with the lunash commands and REST requests each
+   appliance received (``--only luna7``; ``scaling.py``).
+2. SSH connections and commands (mutating / login / read-only) per appliance, REST requests, and
+   AWS calls, for Create, a no-op Update, a client rotation and Delete, and Create on Luna 7
+   (``operations.py``).
 3. Cold start: importing the Lambda handler module; size of the function code and of the built
    dependency layer (``footprint.py``).
 4. Client bootstrap of an ASG member: AWS calls and wall time, first boot and re-run
    (``member_bootstrap.py``).
 
 The simulated appliances and moto run in a child process by default (``fleet.py``), so that the
-engine's process does only the engine's work. Takes about 4-5 minutes on a 2-core machine.
+engine's process does only the engine's work. Takes about 6-7 minutes on a 2-core machine.
 
     make bench                          # everything, defaults
     .venv/bin/python bench/run.py --quick
     .venv/bin/python bench/run.py --only scaling --sizes 1 4 16 --latency 0.02 --repeats 1
+    .venv/bin/python bench/run.py --only luna7 --luna7-dialects 7.8
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ import scaling
 from common import ROOT, heading, median, note, table
 from fleet import make_backend
 
-SECTIONS = ("scaling", "operations", "coldstart", "sizes", "bootstrap")
+SECTIONS = ("scaling", "luna7", "operations", "coldstart", "sizes", "bootstrap")
+LUNA7_DIALECTS = ("7.8", "7.2")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,6 +83,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.02,
         help="seconds added to each AWS API call for the sensitivity check (0: skip; default 0.02)",
     )
+    luna7 = parser.add_argument_group("Create on Luna 7 (also takes --latency, --repeats, --sequential)")
+    luna7.add_argument(
+        "--luna7-dialects",
+        nargs="+",
+        choices=LUNA7_DIALECTS,
+        default=list(LUNA7_DIALECTS),
+        help="appliance software (7.8: partitions initialized with lunash; 7.2: over REST)",
+    )
+    luna7.add_argument(
+        "--luna7-sizes", type=int, nargs="+", default=[1, 4, 16], help="appliances per group (default 1 4 16)"
+    )
     other = parser.add_argument_group("other sections")
     other.add_argument("--ops-appliances", type=int, default=4, help="appliances for the operations table")
     other.add_argument(
@@ -107,6 +124,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.coldstart_runs = 3
         args.generations = ["5.3"]
         args.no_cli = True
+        args.luna7_dialects = ["7.8"]
+        args.luna7_sizes = [1, 16]
     if args.full:
         args.sequential = "all"
     return args
@@ -253,6 +272,31 @@ def run_scaling(args: argparse.Namespace) -> None:
         )
 
 
+def run_luna7(args: argparse.Namespace) -> None:
+    if "scaling" not in (args.only or SECTIONS) or "scaling" in args.skip:
+        heading("Latency of the simulated appliances")
+        scaling.print_latency_table(args.latency)
+    sizes = sorted(set([1, *args.luna7_sizes]))
+    largest = max(sizes)
+    # one after another at the largest size only, unless --full (as the zeroized variant)
+    seq_sizes = [] if args.sequential == "none" else sizes if args.full else [largest]
+    with make_backend("child", args.sim_processes) as backend:
+        results = [
+            scaling.measure(
+                backend,
+                "initialized",
+                sizes,
+                repeats=args.repeats,
+                sequential_sizes=seq_sizes,
+                read_seconds=args.latency,
+                aws_latency=0.0,
+                dialect=dialect,
+            )
+            for dialect in args.luna7_dialects
+        ]
+    scaling.print_luna7(results, sizes)
+
+
 def _cli_generation(generations: list[str]) -> list[str]:
     return ["5.3"] if "5.3" in generations else generations[:1]
 
@@ -268,9 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     if "scaling" in sections:
         run_scaling(args)
         note(f"\n{contention.report()}")
+    if "luna7" in sections:
+        contention.report()  # from here
+        run_luna7(args)
+        note(f"\n{contention.report()}")
     if "operations" in sections:
         with make_backend("child") as backend:
-            counts = operations.measure(backend, args.ops_appliances)
+            counts = operations.measure(backend, args.ops_appliances, args.luna7_dialects)
         operations.print_results(counts, args.ops_appliances)
     if "coldstart" in sections:
         contention.report()  # from here

@@ -1,6 +1,7 @@
 """``luna-ha demo``: the whole lifecycle on this machine, nothing outside 127.0.0.0/8.
 
-- three simulated Luna SA appliances on 127.0.0.1-3 (two initialized, one zeroized);
+- three simulated Luna SA appliances on 127.0.0.1-3 (two initialized, one zeroized), or Luna
+  Network HSM 7 appliances with ``--dialect 7.x`` (7.8, 7.2), each with its REST service;
 - moto's server for Secrets Manager and SSM, reached through ``AWS_ENDPOINT_URL``;
 - a local CloudFormation that sends real-shaped Create, Update and Delete events to
   ``luna_ha.app.handler`` and receives crhelper's answer over HTTPS on 127.0.0.1 (throwaway CA);
@@ -21,10 +22,25 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from luna_ha.sim.journal import JournalEntry
 
 LOGICAL_ID = "Group"
 PATH = "/luna-ha/payments"
+
+#: Appliance software the demo runs (those of ``luna-ha simulate --dialect``).
+DIALECT_CHOICES = ("5.1", "5.4", "6.2", "7.2", "7.8", "7.x")
+#: What a Luna 7 step is called in the demo, by its journal name (lunash command or REST request).
+LUNA7_STEPS = {
+    "service restart": "NTLS restart",
+    "partition init": "partition init (lunash)",
+    "partition init co": "Crypto Officer init (lunash)",
+    "rest partition init": "partition init (REST)",
+    "rest co init": "Crypto Officer init (REST)",
+    "rest co password": "Crypto Officer's first password change (REST)",
+}
 
 # The demo reads its own summary from the simulators; the function's JSON logs and metrics stay quiet.
 _QUIET = {"LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true"}
@@ -35,6 +51,9 @@ DESCRIPTION = """\
 The whole lifecycle on this machine, nothing outside 127.0.0.0/8:
 
   - three simulated Luna SA appliances on 127.0.0.1-3 (two initialized, one zeroized);
+    with --dialect 7.x (7.8) or 7.2, Luna Network HSM 7 appliances with their REST
+    service: the partitions are initialized and their Crypto Officer's first password
+    changed, and the demo shows those steps;
   - moto's server as Secrets Manager and SSM, reached through AWS_ENDPOINT_URL;
   - a local CloudFormation that sends Create, Update and Delete events to the
     provider's Lambda handler and receives its answers over HTTPS on 127.0.0.1;
@@ -56,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="SECONDS",
         help="seconds added to every simulated command (default 0)",
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=DIALECT_CHOICES,
+        default="5.4",
+        help="appliance software, as for 'luna-ha simulate' (default 5.4; 7.x is 7.8)",
     )
     parser.add_argument("--verbose", action="store_true", help="show the function's own log lines")
     return parser
@@ -84,6 +109,7 @@ def demo_main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> i
             admin_password=lab.admin_password if i < 2 else None,
             domain=lab.domain if i < 2 else None,
             default_latency=args.latency,
+            dialect=args.dialect,
         ).start()
         for i in range(3)
     ]
@@ -91,10 +117,7 @@ def demo_main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> i
         with local_aws() as endpoint, tempfile.TemporaryDirectory(prefix="luna-ha-demo-") as tmp:
             print(f"local AWS (moto: Secrets Manager, SSM) at {endpoint}", file=out)
             for a in appliances:
-                state = "zeroized" if a.state.zeroized else "initialized"
-                print(
-                    f"appliance {a.hostname} at {a.host}:{a.port} ({state}, HSM serial {a.serial})", file=out
-                )
+                print(describe(a), file=out)
             seed_secrets(appliances, lab)
             member = _Member(Path(tmp), appliances, lab.partition_password)
 
@@ -144,6 +167,18 @@ def demo_main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> i
     return 0
 
 
+def describe(appliance: Any) -> str:
+    """One line per appliance: where it listens, its state and software (and REST port on 7.x)."""
+    state = appliance.state
+    status = "zeroized" if state.zeroized else "initialized"
+    software = state.dialect.software_version
+    rest = f", REST on port {appliance.rest_port}" if appliance.rest_service is not None else ""
+    return (
+        f"appliance {appliance.hostname} at {appliance.host}:{appliance.port} ({status}, HSM serial "
+        f"{appliance.serial}, software {software}{rest})"
+    )
+
+
 class _Stepper:
     """Runs one stack operation and prints what it did: answers, commands per appliance, Data."""
 
@@ -165,10 +200,20 @@ class _Stepper:
             reason = f" ({response.reason})" if response.reason else ""
             print(f"  {exchange.phase}: {response.status} in {response.seconds:.2f} s{reason}", file=self.out)
         for appliance, mark in zip(self.appliances, marks, strict=True):
-            entries = [e for e in appliance.journal.since(mark) if e.kind in ("command", "scp")]
-            if entries:
-                mutating = sum(1 for e in entries if e.mutating)
-                print(f"  {appliance.host}: {len(entries)} command(s), {mutating} mutating", file=self.out)
+            received = appliance.journal.since(mark)
+            entries = [e for e in received if e.kind in ("command", "scp")]
+            requests = [e for e in received if e.kind == "rest"]
+            if not entries and not requests:
+                continue
+            mutating = sum(1 for e in entries if e.mutating)
+            line = f"  {appliance.host}: {len(entries)} command(s), {mutating} mutating"
+            if requests:
+                changes = sum(1 for e in requests if e.mutating)
+                line += f"; {len(requests)} REST request(s), {changes} mutating"
+            print(line, file=self.out)
+            steps = [LUNA7_STEPS[e.command] for e in received if e.command in LUNA7_STEPS and _succeeded(e)]
+            if steps:
+                print(f"    Luna 7: {', '.join(steps)}", file=self.out)
         last = operation.exchanges[-1].response if operation.exchanges else None
         if last is not None and last.data:
             for key, value in last.data.items():
@@ -176,25 +221,51 @@ class _Stepper:
         print(f"  stack: {operation.outcome}", file=self.out)
 
 
+def luna7_partitions(shown: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """What the member's client reads from each Luna 7 appliance (``partitions_json``): serial,
+    label, and what a Crypto Officer login meets there (``ready`` once the provider is done)."""
+    return [
+        f"  {host} shows the member partition {serial} '{p['label']}', Crypto Officer login: {p['login']}"
+        for host, partitions in shown.items()
+        for serial, p in partitions.items()
+        if p.get("family", 5) >= 7
+    ]
+
+
+def _succeeded(entry: JournalEntry) -> bool:
+    """A journal entry that ran to success: lunash result 0, or an HTTP 2xx answer to a REST request."""
+    if entry.result is None:
+        return False
+    return 200 <= entry.result < 300 if entry.kind == "rest" else entry.result == 0
+
+
 class _Member:
-    """One ASG member: a simulated Luna 5.3 client install that runs the real bootstrap CLI."""
+    """One ASG member: a simulated Luna client install (5.3; the 10.x client, generation 7, in front
+    of Luna 7 appliances) that runs the real bootstrap CLI."""
 
     def __init__(self, root: Path, appliances: Sequence[Any], partition_password: str) -> None:
         from luna_ha.sim.client_tools import install_simulated_client
 
         self.appliances = appliances
         self.luna_root = root / "usr/safenet/lunaclient"
-        self.config = install_simulated_client(self.luna_root, "5.3", config_path=root / "etc/Chrystoki.conf")
+        generation = "7" if any(a.state.family == 7 for a in appliances) else "5.3"
+        self.config = install_simulated_client(
+            self.luna_root, generation, config_path=root / "etc/Chrystoki.conf"
+        )
         self.env_file = root / "etc/luna-ha.env"
         self._password = partition_password
 
     def bootstrap(self, title: str, out: TextIO) -> None:
         from luna_ha.client.cli import bootstrap_main
+        from luna_ha.sim.client_tools import partitions_json
 
         print(f"\n== {title}", file=out)
-        # the simulated tools have no NTLS: tell them which partitions each server would show
-        partitions = {a.host: [p.serial for p in a.state.partitions.values()] for a in self.appliances}
-        os.environ["LUNA_HA_SIM_PARTITIONS"] = json.dumps(partitions)
+        # the simulated tools have no NTLS: tell them what each appliance's partitions are now
+        # (serial, label, and, on Luna 7, what a Crypto Officer login would meet)
+        shown = partitions_json({a.host: a.state for a in self.appliances})
+        for line in luna7_partitions(json.loads(shown)):
+            print(line, file=out)
+        os.environ["LUNA_HA_SIM_PARTITIONS"] = shown
         os.environ["LUNA_HA_SIM_PASSWORD"] = self._password
         try:
             argv = [

@@ -311,6 +311,7 @@ def test_demo_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "``" not in out and ":func:" not in out
     assert "\n  - three simulated Luna SA appliances" in out  # a list stays a list
     assert "pip install 'luna-ha[demo]'" in out
+    assert "--dialect {5.1,5.4,6.2,7.2,7.8,7.x}" in out, "the software of 'luna-ha simulate'"
 
 
 def test_help_documents_the_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:

@@ -629,3 +629,25 @@ def test_rest_fault_selectors(appliance: SimulatedAppliance) -> None:
     action = appliance.faults.on_rest("rest co init")
     assert action is not None and action.kind == "fail"
     assert appliance.faults.on_rest("rest co init") is None
+
+
+def test_latency_delays_the_named_request_after_it_ran_and_the_default_every_other(
+    appliance: SimulatedAppliance, partition: Partition, rest: Raw
+) -> None:
+    hsm_login(rest, admin_password(appliance))
+    appliance.faults.set_latency(0.3, "rest partition init")
+
+    started = time.monotonic()
+    assert init_partition(rest, partition)[0] == 204
+    assert time.monotonic() - started >= 0.3
+    assert partition.initialized
+    started = time.monotonic()
+    assert rest.call("GET", url(appliance, partition))[0] == 200
+    assert time.monotonic() - started < 0.3, "no default latency: reads answer at once"
+
+    appliance.faults.set_latency(0.2)
+    started = time.monotonic()
+    assert rest.call("GET", url(appliance, partition))[0] == 200
+    assert time.monotonic() - started >= 0.2
+    with pytest.raises(ValueError, match="unknown lunash command"):
+        appliance.faults.set_latency(0.1, "scp upload")

@@ -15,7 +15,9 @@
   journaled with result None. The stream ends when the client closes the connection or the
   appliance stops (the SSH window keeps the appliance's own memory flat). Until cleared.
 * ``wrong_host_key(True)``: new connections are served with a different host key.
-* Latency: seconds to wait before a command's final output, per canonical command or default.
+* Latency: seconds to wait before a command's final output, per canonical command or default;
+  a REST request (7.x) waits as long before its answer, by its canonical name (``rest co init``)
+  or the default. SCP transfers get none.
 
 Commands are named canonically (``partition create``), case-insensitively.
 
@@ -105,6 +107,8 @@ REST_REQUESTS = (
 )
 _KNOWN = {name.lower(): name for name in (*COMMANDS, EXIT, QUIT)}
 _TARGETS = {**_KNOWN, **{name: name for name in (*TRANSFERS, *REST_REQUESTS)}}
+#: What takes a latency: lunash commands and REST requests.
+_TIMED = {**_KNOWN, **{name: name for name in REST_REQUESTS}}
 
 
 def _canonical(command: str, known: Mapping[str, str] = _KNOWN) -> str:
@@ -215,7 +219,7 @@ class Faults:
         self._hangs: list[Hang] = []
         self._refuse = False
         self._wrong_key = False
-        self._latency = {_canonical(k): float(v) for k, v in (latency or {}).items()}
+        self._latency = {_canonical(k, _TIMED): float(v) for k, v in (latency or {}).items()}
         self._default_latency = float(default_latency)
 
     # -- setting ---------------------------------------------------------------------------------
@@ -271,7 +275,7 @@ class Faults:
             if command is None:
                 self._default_latency = seconds
             else:
-                self._latency[_canonical(command)] = seconds
+                self._latency[_canonical(command, _TIMED)] = seconds
 
     def clear(self) -> None:
         """Remove every fault (latency stays) and release every hang."""

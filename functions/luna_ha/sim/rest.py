@@ -588,7 +588,11 @@ class _Handler(BaseHTTPRequestHandler):
             if action.kind == "fail":
                 return RestReply(500, {"error": action.message})
             self._drop_after = action.kind == "drop"
-        return service.api.handle(routed, request)
+        reply = service.api.handle(routed, request)
+        delay = service.faults.latency_for(routed.name)
+        if delay > 0 and self.server.stopping.wait(delay):
+            self._cut()
+        return reply
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
