@@ -175,8 +175,8 @@ CREATE_STEPS = sequence(
     *OBSERVE,
     *LOGIN,
     ("partition create", "partition create payments"),
-    *register(0),
     ("partition list", "read partition serial"),
+    *register(0),
     ("scp download", "download server.pem"),
 )
 CREATE_INIT_STEPS = sequence(
@@ -187,8 +187,8 @@ CREATE_INIT_STEPS = sequence(
     ("ntls bind", "ntls bind"),
     *LOGIN,
     ("partition create", "partition create payments"),
-    *register(0),
     ("partition list", "read partition serial"),
+    *register(0),
     ("scp download", "download server.pem"),
 )
 UPDATE_STEPS = sequence(
