@@ -32,6 +32,16 @@ admits every step. The matrix size and result are printed in pytest's terminal s
 
 The answer's own channel has its faults too: a response URL that trickles its reply one byte at a
 time, or cuts it off mid-status-line, still gets exactly one answer, before the function's timeout.
+
+Luna 7 rows: a Create on a pair of 7.8 appliances (lunash initializes the partition and its Crypto
+Officer) and on a pair of 7.2 appliances (the REST API does, after REST logins as HSM Admin and
+Partition SO), and the NTLS restart of an Initialize on each, every step Luna 7 adds (lunash line or
+REST request, the Crypto Officer's first password change over REST on both) dropped before it runs,
+dropped after it ran (``drop-after``), or refused (``error``). On top of what every case checks, the
+re-run leaves each partition initialized with the group's label, Partition SO password and domain,
+its Crypto Officer on the partition secret's password and no longer to be changed, and the journal
+shows each partition and each Crypto Officer initialized exactly once (a second initialization
+would erase them). A guard checks the rows against what a fault-free run sends.
 """
 
 from __future__ import annotations
