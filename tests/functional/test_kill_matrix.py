@@ -17,8 +17,9 @@ that never answered is also deleted the way CloudFormation does it, under an id 
 
 A Create on a pair of Luna 7 appliances (7.8: lunash initializes; 7.2: REST does) is killed the
 same way, a mutating REST request in flight counting as a step; its redelivery must finish the
-partition, having initialized it and its Crypto Officer exactly once. `make test` kills it at the
-steps Luna 7 adds; `make kill-matrix` at every AWS call and every mutating step too.
+partition, having initialized it and its Crypto Officer exactly once. `make test` kills a 7.8
+Create at each step Luna 7 adds and a 7.2 Create at its REST initializations (``LUNA7_SAMPLE``);
+`make kill-matrix` kills both at every AWS call and every mutating step.
 """
 
 from __future__ import annotations
