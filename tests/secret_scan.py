@@ -6,8 +6,11 @@ teardown it scans that and fails the test (an error in teardown) on any secret v
 key body, saying where, with the secret masked. The terminal summary says how much was scanned.
 
 Secrets learned (values of 8 characters or more): every ``password``, ``domain``, ``passphrase``
-and ``private_key`` stored in Secrets Manager (moto, in process or as its local server), every
-simulated appliance's manager password, and every private key body published to Parameter Store.
+and ``private_key`` stored in Secrets Manager (moto, in process or as its local server), and every
+other key there that names a password (``partitionSoPassword``: a Luna 7 Partition SO's); every
+password the product derives (a Luna 7 Crypto Officer's temporary one, ``first_co_password``);
+every simulated appliance's manager password (also as the ``Basic`` credentials its REST API is
+sent) and REST session cookies; and every private key body published to Parameter Store.
 
 What the product wrote, by channel:
 
@@ -18,7 +21,8 @@ What the product wrote, by channel:
 * ``response``: every CloudFormation response document the local receiver accepted;
 * ``parameter``: every String parameter written (and any SecureString but a client key);
 * ``exception``: every ``LunaHAError`` raised or built, with its chained causes;
-* ``journal``: what the simulated appliances recorded receiving;
+* ``journal``: what the simulated appliances recorded receiving: lunash lines, SCP transfers and
+  REST requests (method, path and body, as the simulator masks them);
 * ``file``: every file under the test's ``tmp_path`` (a client key file, ``*Key.pem`` with mode
   0600, may hold its own private key: that is where it belongs), and, at the end of the session,
   any file the session left in the working tree.
@@ -29,6 +33,7 @@ file, whether or not it was learned.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import inspect
 import io
@@ -37,6 +42,7 @@ import logging
 import os
 import re
 import stat
+import sys
 import threading
 import weakref
 from collections import Counter
@@ -118,8 +124,9 @@ class SecretScan:
         except ValueError:
             return
         if isinstance(document, dict):
-            for key in SECRET_KEYS:
-                self.learn(document.get(key), f"{where} key '{key}'")
+            for key, value in document.items():
+                if key in SECRET_KEYS or str(key).lower().endswith("password"):
+                    self.learn(value, f"{where} key '{key}'")
 
     # -- collecting -------------------------------------------------------------------------------
     def add(self, channel: str, where: str, text: str) -> None:
@@ -210,9 +217,12 @@ class SecretScan:
         from moto.secretsmanager.models import SecretsManagerBackend
         from moto.ssm.models import SimpleSystemManagerBackend
 
+        import luna_ha.appliance
         import luna_ha.cli
         import luna_ha.client.cli
+        import luna_ha.secrets
         from luna_ha.errors import LunaHAError
+        from luna_ha.sim.rest import RestSession
         from luna_ha.sim.server import SimulatedAppliance
         from luna_ha_lab import cfn_receiver
 
@@ -249,8 +259,25 @@ class SecretScan:
                 original(self, *args, **kwargs)
                 scan.appliances.add(self)
                 scan.learn(self.password, f"the manager password of simulated appliance {self.hostname}")
+                basic = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+                scan.learn(basic, f"the REST Basic credentials of simulated appliance {self.hostname}")
                 scan.learn(self.state.admin_password, f"the HSM Admin password of {self.hostname}")
                 scan.learn(self.state.domain, f"the cloning domain of {self.hostname}")
+
+            return wrapper
+
+        def rest_session_init(original: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+                original(self, *args, **kwargs)
+                scan.learn(self.token, "a REST session cookie of a simulated appliance")
+
+            return wrapper
+
+        def derived(original: Callable[..., str], what: str) -> Callable[..., str]:
+            def wrapper(*args: Any, **kwargs: Any) -> str:
+                value = original(*args, **kwargs)
+                scan.learn(value, what)
+                return value
 
             return wrapper
 
@@ -301,6 +328,14 @@ class SecretScan:
             put_parameter(SimpleSystemManagerBackend.put_parameter),
         )
         self._patch(SimulatedAppliance, "__init__", appliance_init(SimulatedAppliance.__init__))
+        self._patch(RestSession, "__init__", rest_session_init(RestSession.__init__))
+        # The Crypto Officer's temporary password is derived, never stored: learned as it is made,
+        # wherever the product's modules took the function from.
+        first_co = luna_ha.secrets.first_co_password
+        learning = derived(first_co, "a Luna 7 Crypto Officer's temporary password (first_co_password)")
+        for name, module in list(sys.modules.items()):  # luna_ha.appliance among them, imported above
+            if name.startswith("luna_ha") and vars(module).get("first_co_password") is first_co:
+                self._patch(module, "first_co_password", learning)
         self._patch(LunaHAError, "__init__", error_init)
         received = cfn_receiver.ReceivedResponse
         self._patch(received, "__init__", received_init(received.__init__))

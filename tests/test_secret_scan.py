@@ -7,6 +7,7 @@ expect each to be found and reported with the secret masked.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -19,7 +20,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto import mock_aws
 
-from luna_ha.errors import ApplianceError
+from luna_ha.appliance import GroupSecrets
+from luna_ha.errors import ApplianceError, RestRequestFailed
+from luna_ha.rest import LunaRest
+from luna_ha.sim.faults import REST_CO_INIT
 from luna_ha.sim.server import SimulatedAppliance
 from luna_ha_lab.cfn_receiver import ReceivedResponse
 from tests.secret_scan import PLUGIN_NAME, SecretScan, _Tee
@@ -121,3 +125,61 @@ def test_short_values_are_not_taken_for_secrets(scan: SecretScan) -> None:
     scan.learn_document(json.dumps({"password": "-force", "domain": "x"}), "short")
     scan.learn_document("not json", "noise")
     assert scan.secrets == before
+
+
+def test_luna7_secrets_are_learned_and_one_leaked_through_rest_traffic_is_found(
+    scan: SecretScan, aws_env: None
+) -> None:
+    """The Partition SO password (admin secret), the Crypto Officer's temporary password (as the
+    product derives it), the REST Basic credentials and session cookie are learned; a REST request
+    that carries one where the simulator does not mask it (a label), and a REST error text that
+    carries another, are caught in the appliance's journal and in the error the client raised.
+    The passwords sent where they belong (masked by the simulator) are no leak."""
+    planted = str(time.time_ns())
+    admin, domain, pso = "Adm1n-planted-" + planted, "Dom-planted-" + planted, "Pso-planted-" + planted
+    with mock_aws():
+        boto3.client("secretsmanager").create_secret(
+            Name="luna/admin",
+            SecretString=json.dumps({"password": admin, "domain": domain, "partitionSoPassword": pso}),
+        )
+    temporary = GroupSecrets(admin, domain, "Part-planted-" + planted, pso).first_co_password("payments")
+    assert scan.secrets[pso] == "secret luna/admin key 'partitionSoPassword'"
+    assert "temporary password" in scan.secrets[temporary]
+
+    appliance = SimulatedAppliance(
+        dialect="7.2", initialized=True, admin_password=admin, domain=domain
+    ).start()
+    try:
+        basic = base64.b64encode(f"{appliance.username}:{appliance.password}".encode()).decode()
+        assert "REST Basic credentials" in scan.secrets[basic]
+        pid, hsm = appliance.state.add_uninitialized_partition("payments").serial, appliance.serial
+        rest = LunaRest(
+            appliance.hostname,
+            appliance.host,
+            appliance.rest_port,
+            fingerprint=appliance.rest_certificate_fingerprint,
+        )
+        with scan.open("self-test") as window, rest:
+            rest.open_session(appliance.username, appliance.password)
+            assert [
+                s for s in appliance.rest.api.sessions if scan.secrets.get(s, "").startswith("a REST session")
+            ]
+            rest.hsm_login(hsm, admin)
+            rest.init_partition(hsm, pid, temporary, pso, domain)  # the label: a leak
+            rest.partition_so_login(hsm, pid, pso)
+            appliance.faults.fail(REST_CO_INIT, f"no such Partition SO password {pso}")
+            with pytest.raises(RestRequestFailed):
+                rest.init_co(hsm, pid, temporary)  # its own password is masked; the other is not
+        leaks = scan.scan(window)
+    finally:
+        appliance.stop()
+        appliance.journal.clear()  # the planted leak must not reach another test's scan
+        scan.appliances.discard(appliance)
+
+    found = {(leak.channel, leak.what) for leak in leaks}
+    assert found == {
+        ("journal", scan.secrets[temporary]),
+        ("exception", "secret luna/admin key 'partitionSoPassword'"),
+    }, leaks
+    for leak in leaks:
+        assert pso not in str(leak) and temporary not in str(leak) and "<SECRET>" in leak.excerpt

@@ -16,13 +16,16 @@ import boto3
 
 from luna_ha.coordination import Coordinator, create_table
 from luna_ha.engine import Engine
-from luna_ha.secrets import SecretReader
+from luna_ha.secrets import SecretReader, first_co_password
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
 from luna_ha.spec import GroupSpec, parse_properties
 from luna_ha.store import ParameterStore
 from luna_ha_lab.localaws import TABLE, LabSecrets, local_aws, rest_properties, seed_secrets
 
 REGION = "us-east-1"
+#: Every partition name the functional tests give a group: on Luna 7, each has a Crypto Officer
+#: whose temporary password (``first_co_password``) is a secret too.
+PARTITION_NAMES = ("payments", "payments2", "orders", "team", "other", "loot")
 
 
 def parameters(path: str = "/luna-ha/payments") -> dict[str, str]:
@@ -47,8 +50,12 @@ class Lab:
 
     @property
     def secret_values(self) -> list[str]:
-        """Every secret value in play: none may ever appear in output, errors or parameters."""
+        """Every secret value in play: none may ever appear in output, errors or parameters.
+
+        With the Partition SO password (Luna 7) and the Crypto Officer's temporary password of each
+        partition name the tests use (the one a 7.x Crypto Officer is initialized with, then changed)."""
         values = [self.admin_password, self.domain, self.partition_password, self.partition_so_password]
+        values += [first_co_password(self.partition_password, name) for name in PARTITION_NAMES]
         return [v for v in values if v] + [a.password for a in self.appliances]
 
     def appliance_props(self, appliance: SimulatedAppliance, **extra: Any) -> dict[str, Any]:
@@ -131,8 +138,8 @@ def running_lab(n: int = 3, **options: Any) -> Iterator[Lab]:
 @contextmanager
 def served_lab(n: int, **options: Any) -> Iterator[tuple[list[SimulatedAppliance], LabSecrets]]:
     """``n`` initialized appliances on distinct loopback hosts sharing one admin password and cloning
-    domain, and moto's server on 127.0.0.1 (``AWS_ENDPOINT_URL`` set) holding their secrets.
-    ``options`` go to every appliance (``dialect="7.8"``...)."""
+    domain, and moto's server on 127.0.0.1 (``AWS_ENDPOINT_URL`` set) holding their secrets;
+    ``options`` go to ``start_appliances`` (``dialect="7.8"``: Luna 7 appliances with their REST API)."""
     lab = LabSecrets.generate()
     appliances = start_appliances(
         n,

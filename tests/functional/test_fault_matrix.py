@@ -32,6 +32,16 @@ admits every step. The matrix size and result are printed in pytest's terminal s
 
 The answer's own channel has its faults too: a response URL that trickles its reply one byte at a
 time, or cuts it off mid-status-line, still gets exactly one answer, before the function's timeout.
+
+Luna 7 rows: a Create on a pair of 7.8 appliances (lunash initializes the partition and its Crypto
+Officer) and on a pair of 7.2 appliances (the REST API does, after REST logins as HSM Admin and
+Partition SO), and the NTLS restart of an Initialize on each, every step Luna 7 adds (lunash line or
+REST request, the Crypto Officer's first password change over REST on both) dropped before it runs,
+dropped after it ran (``drop-after``), or refused (``error``). On top of what every case checks, the
+re-run leaves each partition initialized with the group's label, Partition SO password and domain,
+its Crypto Officer on the partition secret's password and no longer to be changed, and the journal
+shows each partition and each Crypto Officer initialized exactly once (a second initialization
+would erase them). A guard checks the rows against what a fault-free run sends.
 """
 
 from __future__ import annotations
@@ -64,10 +74,19 @@ from luna_ha.coordination import create_table
 from luna_ha.engine import Engine, GroupRunError, RunReport
 from luna_ha.ownership import ownership_token, parse_registration
 from luna_ha.resource import MAX_REASON, physical_id_for, short_reason
-from luna_ha.sim.faults import Faults, Hang
-from luna_ha.sim.journal import Journal
+from luna_ha.sim.faults import (
+    REST_CO_INIT,
+    REST_CO_PASSWORD,
+    REST_HSM_LOGIN,
+    REST_PARTITION_INIT,
+    REST_PARTITION_LOGIN,
+    Faults,
+    Hang,
+)
+from luna_ha.sim.journal import Journal, JournalEntry
+from luna_ha.sim.rest import RestApi
 from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_appliances
-from luna_ha.sim.state import ApplianceModel, RegisteredClient
+from luna_ha.sim.state import ROLE_LOGIN_ATTEMPTS, ApplianceModel, RegisteredClient
 from luna_ha.spec import GroupSpec, parse_properties
 from luna_ha_lab.cloudformation import LocalCloudFormation, Response
 from luna_ha_lab.localaws import TABLE, LabSecrets, group_properties, local_aws, seed_secrets
@@ -114,6 +133,7 @@ class MatrixStep:
     command: str
     reason: str
     nth: int
+    by_occurrence: bool = False  # ``nth`` counts the sends of ``command`` (Luna 7 rows), not lines
 
     @property
     def scp(self) -> bool:
@@ -212,6 +232,7 @@ class Operation:
     initialize: bool = False  # the faulted appliance starts zeroized, with Initialize: true
     connect: bool = True  # the connection faults apply (else they are another operation's cases)
     focus: int | None = None  # only the first ``focus`` steps are the operation's own
+    dialect: str | None = None  # the appliances' software (None: the default Luna SA 5.x pair of three)
 
     @property
     def matrix_steps(self) -> tuple[MatrixStep, ...]:
@@ -245,7 +266,7 @@ class Case:
         """``update:10-client-revokePartition:drop-after``: the step's place in the operation."""
         if self.step is CONNECT:
             return f"{self.operation}:connect:{self.fault}"
-        place = OPERATIONS[self.operation].steps.index(self.step) + 1
+        place = EVERY_OPERATION[self.operation].steps.index(self.step) + 1
         return f"{self.operation}:{place:02d}-{self.step.command.replace(' ', '-')}:{self.fault}"
 
 
@@ -282,6 +303,80 @@ HANDLER_CASES = [
 
 
 # --------------------------------------------------------------------------------------------------
+# Luna 7: what a Create adds on a 7.x pair (7.8 initializes with lunash, 7.2 over REST; both change
+# the Crypto Officer's first password over REST), under the faults that leave a step undone or done
+# without an answer. The engine must never initialize a partition or its Crypto Officer twice: on
+# the appliance that erases the partition, or the password members log in with.
+
+LUNA7_FAULTS = ("drop", "drop-after", "error")
+# What the 5.x/6.x rows cover already (the same commands on 7.x): left out of the 7.x rows.
+COVERED_BY_LUNA_SA_ROWS = frozenset(
+    {"hsm init", "sysconf regenCert", "ntls bind", *(command for command, _ in REGISTER_R)}
+)
+
+
+def luna7_sequence(*items: tuple[str, str]) -> tuple[MatrixStep, ...]:
+    """The 7.x steps, each selected by its occurrence among the sends of its command (lunash line
+    or REST request: a REST request has no place in a shell session)."""
+    counts = Counter[str]()
+    steps = []
+    for command, reason in items:
+        counts[command] += 1
+        steps.append(MatrixStep(command, reason, counts[command], by_occurrence=True))
+    return tuple(steps)
+
+
+LUNASH_INIT_7_8 = (
+    ("partition create", "partition create payments"),
+    ("partition init", "partition init payments"),
+    ("partition init co", "partition init co payments"),
+    (REST_CO_PASSWORD, "change crypto officer password payments (REST)"),
+)
+REST_INIT_7_2 = (
+    ("partition create", "partition create payments"),
+    (REST_HSM_LOGIN, "partition init payments (REST): HSM Admin login"),
+    (REST_PARTITION_INIT, "partition init payments (REST)"),
+    (REST_PARTITION_LOGIN, "partition init co payments (REST): Partition SO login"),
+    (REST_CO_INIT, "partition init co payments (REST)"),
+    (REST_CO_PASSWORD, "change crypto officer password payments (REST)"),
+)
+NTLS_RESTART = (("service restart", "service restart ntls"),)
+
+LUNA7_OPERATIONS = {
+    op.name: op
+    for op in (
+        Operation("create-7.8", luna7_sequence(*LUNASH_INIT_7_8), rotation=0, dialect="7.8"),
+        Operation("create-7.2", luna7_sequence(*REST_INIT_7_2), rotation=0, dialect="7.2"),
+        # Initialize on 7.x: NTLS serves its new certificate only after a restart. From there on it
+        # sends what Create sends (the rows above).
+        Operation(
+            "create-init-7.8",
+            luna7_sequence(*NTLS_RESTART, *LUNASH_INIT_7_8),
+            rotation=0,
+            initialize=True,
+            focus=1,
+            dialect="7.8",
+        ),
+        Operation(
+            "create-init-7.2",
+            luna7_sequence(*NTLS_RESTART, *REST_INIT_7_2),
+            rotation=0,
+            initialize=True,
+            focus=1,
+            dialect="7.2",
+        ),
+    )
+}
+EVERY_OPERATION = {**OPERATIONS, **LUNA7_OPERATIONS}
+LUNA7_CASES = [
+    Case(op.name, step, fault)
+    for op in LUNA7_OPERATIONS.values()
+    for step in op.matrix_steps
+    for fault in LUNA7_FAULTS
+]
+
+
+# --------------------------------------------------------------------------------------------------
 # Injecting faults
 
 
@@ -302,12 +397,15 @@ def inject(appliance: SimulatedAppliance, case: Case) -> Injected:
     """Put ``case``'s fault on ``appliance`` until ``remove()``.
 
     A lunash step is the ``nth`` command line of a session, faulted in every session that gets
-    there; an SCP step is the ``nth`` transfer of its direction from now on, faulted once.
+    there; an SCP step (and a Luna 7 row's step, lunash or REST) is the ``nth`` use of its command
+    from now on, faulted once.
     """
     injected = Injected(appliance, appliance.password)
     step, faults = case.step, appliance.faults
     where: dict[str, Any] = (
-        {"occurrence": step.nth, "times": 1} if step.scp else {"nth": step.nth, "times": None}
+        {"occurrence": step.nth, "times": 1}
+        if step.scp or step.by_occurrence
+        else {"nth": step.nth, "times": None}
     )
     if case.fault == "refused":
         faults.refuse()
@@ -369,7 +467,9 @@ def parameters(path: str) -> dict[str, tuple[str, int]]:
 
 
 def others(appliances: list[SimulatedAppliance], token: str) -> dict[str, Any]:
-    """Everything on the appliances and in SSM that is not this resource's."""
+    """Everything on the appliances and in SSM that is not this resource's (a 7.x partition with its
+    initialization and its Crypto Officer's state: re-initializing either would show; no secret
+    value is kept, as this may be printed)."""
     seen: dict[str, Any] = {"parameters": parameters(OTHER_PATH)}
     for a in appliances:
         with a.state.lock:
@@ -379,16 +479,21 @@ def others(appliances: list[SimulatedAppliance], token: str) -> dict[str, Any]:
                     for name, c in a.state.clients.items()
                     if parse_registration(name, token) is None
                 },
-                {p.name: p.serial for p in a.state.partitions.values() if p.name != "payments"},
+                {
+                    p.name: (p.serial, p.initialized, p.label, p.co.initialized, p.co.pin_to_be_changed)
+                    for p in a.state.partitions.values()
+                    if p.name != "payments"
+                },
             )
     return seen
 
 
 def foreign_names(snapshot: dict[str, Any]) -> set[str]:
+    """The names (and, for REST paths, the serials) of what is not this resource's."""
     names = {"orders", OTHER_PATH}
     for key, value in snapshot.items():
         if key != "parameters":
-            names |= set(value[0])
+            names |= set(value[0]) | {serial for serial, *_ in value[1].values()}
     return names
 
 
@@ -397,8 +502,8 @@ def assert_untouched_by_mutations(
 ) -> None:
     for a, mark in zip(appliances, marks, strict=True):
         for entry in a.journal.since(mark):
-            if entry.mutating:
-                words = set(entry.line.replace(".pem", " ").split())
+            if entry.mutating:  # a lunash line, an upload, or a REST request (path and body)
+                words = set(re.split(r"[^\w-]+", entry.line.replace(".pem", " ")))
                 assert not words & names, f"{a.host}: '{entry.line}' touches another resource"
 
 
@@ -406,8 +511,8 @@ def assert_hsms_safe(appliances: list[SimulatedAppliance], init_target: int | No
     for i, a in enumerate(appliances):
         assert a.state.attempts_left == 3, f"{a.host}: {a.state.attempts_left} HSM Admin attempts left"
         assert not a.state.zeroized, f"{a.host} is zeroized"
-        logins = Counter(e.session for e in a.journal.commands() if e.command == "hsm login")
-        assert max(logins.values(), default=0) <= 1, f"{a.host}: a session sent 'hsm login' twice"
+        logins = Counter(e.session for e in a.journal.entries() if e.command in ("hsm login", REST_HSM_LOGIN))
+        assert max(logins.values(), default=0) <= 1, f"{a.host}: a session logged in as HSM Admin twice"
         inits = [e for e in a.journal.commands() if e.command == "hsm init"]
         if i == init_target:
             assert [e.result for e in inits].count(0) == 1, f"{a.host}: hsm init did not run exactly once"
@@ -433,7 +538,7 @@ def assert_converged(
         return
     if engine is not None:
         plan = engine.plan(spec, physical_id, deadline=Deadline.after(120))
-        assert plan.ok and [a.planned for a in plan.appliances] == [(), (), ()], [
+        assert plan.ok and [a.planned for a in plan.appliances] == [()] * len(appliances), [
             a.planned for a in plan.appliances
         ]
     published = {name: value for name, (value, _) in parameters(PATH).items()}
@@ -452,7 +557,7 @@ def assert_converged(
         assert ours[current].fingerprint == fingerprint and ours[current].partitions == ["payments"]
     if op.initialize:
         state = appliances[FAULTED].state
-        assert state.label == INIT_LABEL and state.ntls_bound
+        assert state.label == INIT_LABEL and state.ntls_bound and not state.ntls_restart_pending
 
 
 def assert_failed_on_the_faulted_appliance(error: BaseException | None, host: str, step: str) -> str:
@@ -462,6 +567,45 @@ def assert_failed_on_the_faulted_appliance(error: BaseException | None, host: st
     assert reason.startswith(f"Appliance {host}, step '{step}"), reason
     assert len(reason) <= MAX_REASON
     return reason
+
+
+PARTITION_INITS = ("partition init", REST_PARTITION_INIT)
+CO_INITS = ("partition init co", REST_CO_INIT)
+SUCCEEDED = (0, 204)  # a lunash `Command Result`, an HTTP status
+
+
+def assert_partitions_ready(lab: Lab) -> None:
+    """Each member's 7.x partition as members need it: initialized, labelled, with the admin
+    secret's Partition SO password and cloning domain, its Crypto Officer on the partition secret's
+    password and not to be changed, no role attempt used. (Secrets compared, never shown.)"""
+    for a in lab.appliances:
+        p = a.state.partitions["payments"]
+        assert (p.initialized, p.label) == (True, "payments"), f"{a.host}: partition not initialized"
+        same_pso, same_domain = p.so_password == lab.partition_so_password, p.domain == lab.domain
+        assert same_pso and same_domain, f"{a.host}: not the admin secret's Partition SO password or domain"
+        same_co = p.co.password == lab.partition_password
+        assert same_co, f"{a.host}: the Crypto Officer's password is not the partition secret's"
+        assert not p.co.pin_to_be_changed, f"{a.host}: the Crypto Officer's password is still to be changed"
+        assert (p.so_attempts_left, p.co.attempts_left) == (ROLE_LOGIN_ATTEMPTS, ROLE_LOGIN_ATTEMPTS)
+
+
+def assert_initialized_once(appliance: SimulatedAppliance, mark: int, ran_unanswered: str | None) -> None:
+    """The journal since ``mark``: the partition and its Crypto Officer were each initialized once,
+    by the last such command or request sent (nothing re-initialized them). One that succeeded, or
+    ``ran_unanswered`` (what a fault cut off after it ran), took effect; a dropped or refused one
+    did not."""
+    entries = appliance.journal.since(mark)
+    for what, names in (("partition", PARTITION_INITS), ("Crypto Officer", CO_INITS)):
+        sent = [e for e in entries if e.command in names]
+        took_effect = [
+            i
+            for i, e in enumerate(sent)
+            if e.result in SUCCEEDED or (e.result is None and e.command == ran_unanswered)
+        ]
+        assert len(took_effect) == 1, f"{appliance.host}: the {what} was initialized {len(took_effect)} times"
+        assert took_effect[0] == len(sent) - 1, (
+            f"{appliance.host}: '{sent[-1].line}' after the {what} was initialized"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -475,7 +619,9 @@ class MatrixSummary:
         self.outcomes: dict[str, str] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not re.search(r"test_fault_matrix\.py::test_fault(_through_the_handler)?\[", report.nodeid):
+        if not re.search(
+            r"test_fault_matrix\.py::test_(luna7_)?fault(_through_the_handler)?\[", report.nodeid
+        ):
             return
         if report.failed:
             self.outcomes[report.nodeid] = "failed"
@@ -494,10 +640,15 @@ class MatrixSummary:
         counts = Counter(self.outcomes.values())
         ran = ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "none ran"
         terminalreporter.write_sep("-", "fault matrix")
+        per_luna7 = Counter(c.operation for c in LUNA7_CASES)
         terminalreporter.write_line(
             f"{len(ENGINE_CASES) + len(HANDLER_CASES)} cases: engine {len(ENGINE_CASES)} "
             f"({size}; {dict(per_op)}), real handler {len(HANDLER_CASES)}; "
             f"3 appliances, fault on the second"
+        )
+        terminalreporter.write_line(
+            f"Luna 7: {len(LUNA7_CASES)} cases ({dict(per_luna7)}; x {', '.join(LUNA7_FAULTS)}); "
+            "a pair of 7.x appliances, fault on the second"
         )
         terminalreporter.write_line(f"result: {ran} of {len(self.outcomes)} run")
 
@@ -534,7 +685,8 @@ def scale_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class Bench:
-    """Three appliances for the whole module; each case starts from its operation's baseline.
+    """Appliances for the whole module (three Luna SA, or a 7.x pair); each case starts from its
+    operation's baseline.
 
     A baseline (the other resource, a hand-made registration, the rotations an operation starts
     from) is built once per operation through the engine, then kept: the appliances' states and
@@ -550,10 +702,13 @@ class Bench:
 
     def reset(self, states: list[ApplianceModel]) -> None:
         for a, state in zip(self.lab.appliances, states, strict=True):
-            a.state, a.journal, a.faults = clone(state), Journal(), Faults()
+            serve(a, clone(state), Journal(), Faults())
             a.connections = a.refused = 0
         self.lab.progress.clear()
-        lab_secrets = LabSecrets(self.lab.admin_password, self.lab.domain, self.lab.partition_password)
+        lab = self.lab
+        lab_secrets = LabSecrets(
+            lab.admin_password, lab.domain, lab.partition_password, lab.partition_so_password
+        )
         seed_secrets(self.lab.appliances, lab_secrets, boto3.client("secretsmanager", region_name=REGION))
         create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
 
@@ -583,12 +738,22 @@ class Bench:
             self.baselines[op.name] = ([clone(a.state) for a in self.lab.appliances], params, records)
             # the baseline's own commands are no part of the case
             for a in self.lab.appliances:
-                a.journal = Journal()
+                serve(a, a.state, Journal(), a.faults)
         return parse_properties(engine_props(self.lab, op, op.rotation))
 
 
 def clone(state: ApplianceModel) -> ApplianceModel:
     return copy.deepcopy(state, {id(state.lock): threading.RLock()})
+
+
+def serve(appliance: SimulatedAppliance, state: ApplianceModel, journal: Journal, faults: Faults) -> None:
+    """From now on ``appliance`` serves ``state``, records to ``journal`` and injects ``faults``,
+    over SSH and (a 7.x appliance) its REST API alike, with no REST session open."""
+    appliance.state, appliance.journal, appliance.faults = state, journal, faults
+    rest = appliance.rest_service
+    if rest is not None:
+        rest.state, rest.journal, rest.faults = state, journal, faults
+        rest.api = RestApi(state, rest.api.credentials)
 
 
 @pytest.fixture(scope="module")
@@ -605,6 +770,48 @@ def bench() -> Iterator[Bench]:
         stop_appliances(appliances)
 
 
+class Luna7Benches:
+    """A pair of 7.x appliances per dialect, started when a case first needs it."""
+
+    def __init__(self) -> None:
+        self.benches: dict[str, Bench] = {}
+
+    def bench(self, op: Operation) -> Bench:
+        assert op.dialect is not None
+        if op.dialect not in self.benches:
+            self.benches[op.dialect] = Bench(start_lab(2, dialect=op.dialect))
+        return self.benches[op.dialect]
+
+    def stop(self) -> None:
+        for bench in self.benches.values():
+            stop_appliances(bench.lab.appliances)
+
+
+def start_lab(n: int, **options: Any) -> Lab:
+    admin_password, domain, partition_password, partition_so_password = (
+        prefix + pysecrets.token_urlsafe(10) for prefix in ("Adm1n-", "Dom-", "Part-", "Pso-")
+    )
+    appliances = start_appliances(
+        n,
+        distinct_hosts=True,
+        initialized=True,
+        admin_password=admin_password,
+        domain=domain,
+        key_type="ec",
+        **options,
+    )
+    return Lab(appliances, admin_password, domain, partition_password, partition_so_password)
+
+
+@pytest.fixture(scope="module")
+def luna7_benches() -> Iterator[Luna7Benches]:
+    benches = Luna7Benches()
+    try:
+        yield benches
+    finally:
+        benches.stop()
+
+
 def add_legacy_registration(appliances: list[SimulatedAppliance]) -> None:
     for a in appliances:
         with a.state.lock:
@@ -617,7 +824,7 @@ def add_legacy_registration(appliances: list[SimulatedAppliance]) -> None:
 
 
 def engine_props(lab: Lab, op: Operation, rotation: int) -> dict[str, Any]:
-    props = lab.props(members=[0, 1, 2], clients={"web": rotation}, **op.extra)
+    props = lab.props(members=list(range(len(lab.appliances))), clients={"web": rotation}, **op.extra)
     if op.initialize:
         props["Appliances"][FAULTED].update(Initialize="true", HsmLabel=INIT_LABEL)
     return props
@@ -633,7 +840,7 @@ def engine_run(lab: Lab, op: Operation, spec: GroupSpec, deadline: Deadline) -> 
 
 
 def prepare_engine_case(lab: Lab, op: Operation) -> None:
-    other_members = [0, 2] if op.initialize else [0, 1, 2]
+    other_members = [i for i in range(len(lab.appliances)) if not (op.initialize and i == FAULTED)]
     other = lab.spec(members=other_members, PartitionName="orders", GroupLabel="orders-ha")
     assert lab.engine(other).apply(other, OTHER_ID).ok
     add_legacy_registration(lab.appliances)
@@ -682,10 +889,28 @@ def engine_case(
     rerun = answered(lambda: engine_run(lab, op, spec, Deadline.after(300)))
     assert rerun.error is None, f"the re-run failed: {rerun.error}"
     assert rerun.result.ok
-    assert_converged(lab.appliances, None, spec, ID, op)
+    assert_converged(lab.appliances, lab.engine(spec) if op.dialect else None, spec, ID, op)
     assert others(lab.appliances, ownership_token(ID)) == before
     assert_untouched_by_mutations(lab.appliances, marks, foreign_names(before))
     assert_hsms_safe(lab.appliances, FAULTED if op.initialize else None)
+    if op.dialect:
+        assert_partitions_ready(lab)
+        ran_unanswered = case.step.command if case.fault == "drop-after" else None
+        for i, (a, mark) in enumerate(zip(lab.appliances, marks, strict=True)):
+            assert_initialized_once(a, mark, ran_unanswered if i == FAULTED else None)
+
+
+@pytest.mark.parametrize("case", LUNA7_CASES, ids=str)
+def test_luna7_fault(
+    case: Case, luna7_benches: Luna7Benches, aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Luna 7 step dropped before it runs, dropped after it ran, or refused: only the faulted
+    appliance fails, naming the step; the re-run converges, and initialized each partition and its
+    Crypto Officer exactly once."""
+    op = LUNA7_OPERATIONS[case.operation]
+    bench = luna7_benches.bench(op)
+    with mock_aws():
+        engine_case(case, op, bench.prepare(op), bench.lab, monkeypatch)
 
 
 @pytest.mark.parametrize("name", sorted(OPERATIONS))
@@ -706,6 +931,30 @@ def guard_case(op: Operation, spec: GroupSpec, lab: Lab) -> None:
     ]
     assert sent == [s.command for s in op.steps]
     assert len({str(c) for c in ENGINE_CASES}) == len(ENGINE_CASES)
+
+
+@pytest.mark.parametrize("name", sorted(LUNA7_OPERATIONS))
+def test_the_luna7_rows_have_every_luna7_step_the_operation_sends(
+    name: str, luna7_benches: Luna7Benches, aws_env: None
+) -> None:
+    """Guard: the 7.x rows are exactly the REST logins and the mutating steps (lunash or REST) a
+    fault-free run sends to the second appliance, but for those the Luna SA rows cover."""
+    op = LUNA7_OPERATIONS[name]
+    bench = luna7_benches.bench(op)
+    with mock_aws():
+        spec = bench.prepare(op)
+        faulted = bench.lab.appliances[FAULTED]
+        mark = faulted.journal.mark()
+        assert engine_run(bench.lab, op, spec, Deadline.after(300)).ok
+    sent = [e.command for e in faulted.journal.since(mark) if is_luna7_step(e)]
+    assert sent == [s.command for s in op.steps]
+    assert len({str(c) for c in LUNA7_CASES}) == len(LUNA7_CASES)
+
+
+def is_luna7_step(entry: JournalEntry) -> bool:
+    if entry.command in (REST_HSM_LOGIN, REST_PARTITION_LOGIN):
+        return True
+    return entry.mutating and entry.command not in COVERED_BY_LUNA_SA_ROWS
 
 
 # --------------------------------------------------------------------------------------------------

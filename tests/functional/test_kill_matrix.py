@@ -14,6 +14,12 @@ appliances), and is killed:
 Then, for every kill point: the same event is delivered again (a new execution environment) and
 must converge; CloudFormation's Delete must then leave nothing of the resource anywhere. A Create
 that never answered is also deleted the way CloudFormation does it, under an id it made up.
+
+A Create on a pair of Luna 7 appliances (7.8: lunash initializes; 7.2: REST does) is killed the
+same way, a mutating REST request in flight counting as a step; its redelivery must finish the
+partition, having initialized it and its Crypto Officer exactly once. `make test` kills a 7.8
+Create at each step Luna 7 adds and a 7.2 Create at its REST initializations (``LUNA7_SAMPLE``);
+`make kill-matrix` kills both at every AWS call and every mutating step.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,7 +43,10 @@ from luna_ha.certs import credential_matches, luna_fingerprint
 from luna_ha.coordination import Coordinator
 from luna_ha.ownership import ownership_token
 from luna_ha.resource import physical_id_for
+from luna_ha.secrets import first_co_password
+from luna_ha.sim.faults import REST_CO_INIT, REST_CO_PASSWORD, REST_PARTITION_INIT
 from luna_ha.sim.server import SimulatedAppliance
+from luna_ha.sim.state import ROLE_LOGIN_ATTEMPTS
 from luna_ha_lab.cloudformation import LocalCloudFormation
 from luna_ha_lab.localaws import TABLE, LabSecrets, group_properties
 from tests.functional.lab import parameters, served_lab
@@ -48,6 +58,14 @@ CHILD_TIMEOUT = 12.0  # the killed function's own timeout: its leases end with i
 # `make test` kills at every mutating appliance step and at every third AWS call (a different third
 # for each operation); `make kill-matrix` (LUNA_HA_KILL_MATRIX=full) kills at every AWS call too.
 FULL = os.environ.get("LUNA_HA_KILL_MATRIX") == "full"
+# The steps Luna 7 adds to a Create on the faulted appliance (lunash or REST, by software), and
+# where `make test` kills: on 7.8 at each of them, on 7.2 at the REST initializations only 7.2 sends.
+LUNA7_STEPS = {
+    "7.8": frozenset({"partition create", "partition init", "partition init co", REST_CO_PASSWORD}),
+    "7.2": frozenset({"partition create", REST_PARTITION_INIT, REST_CO_INIT, REST_CO_PASSWORD}),
+}
+ANY_LUNA7_STEP = LUNA7_STEPS["7.8"] | LUNA7_STEPS["7.2"]
+LUNA7_SAMPLE = {"7.8": LUNA7_STEPS["7.8"], "7.2": frozenset({REST_PARTITION_INIT, REST_CO_INIT})}
 
 # The function's process. Test harness only: it counts the AWS calls of every boto3 client the
 # handler creates and SIGKILLs itself right before the KILL_AT_CALL-th one; step budgets are scaled
@@ -93,8 +111,14 @@ class World:
         return group_properties(self.appliances[:2], clients={"web": rotation})
 
     @property
+    def luna7(self) -> bool:
+        return self.appliances[0].rest_service is not None
+
+    @property
     def secret_values(self) -> list[str]:
-        values = [self.secrets.admin_password, self.secrets.domain, self.secrets.partition_password]
+        s = self.secrets
+        values = [s.admin_password, s.domain, s.partition_password, s.partition_so_password]
+        values.append(first_co_password(s.partition_password, "payments"))  # a 7.x Crypto Officer's first
         return values + [a.password for a in self.appliances]
 
 
@@ -104,17 +128,32 @@ def fresh_handler() -> Callable[[dict[str, Any], Any], None]:
     return app.build_handler()
 
 
-@pytest.fixture
-def world(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+@contextmanager
+def running_world(monkeypatch: pytest.MonkeyPatch, **options: Any) -> Iterator[World]:
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("LUNA_HA_RESPONSE_MARGIN_SECONDS", "1")
     for action, kind in appliance_module.STEPS.items():
         monkeypatch.setitem(appliance_module.STEPS, action, replace(kind, budget=0.2))
     with (
-        served_lab(2) as (appliances, secrets),
+        served_lab(2, **options) as (appliances, secrets),
         LocalCloudFormation(fresh_handler(), timeout_seconds=90, environment_factory=fresh_handler) as cfn,
     ):
         yield World(appliances, secrets, cfn)
+
+
+@pytest.fixture
+def world(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with running_world(monkeypatch) as started:
+        yield started
+
+
+@pytest.fixture(params=["7.8", "7.2"])
+def luna7_world(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[World]:
+    """A pair of Luna 7 appliances (with their REST API) of the software ``request.param``."""
+    with running_world(monkeypatch, dialect=request.param) as started:
+        yield started
 
 
 # -- the function's process -----------------------------------------------------------------------
@@ -189,6 +228,45 @@ def assert_converged(world: World, physical_id: str, rotation: int) -> None:
         assert registered.fingerprint == luna_fingerprint(cert)
         assert appliance.state.attempts_left == 3
         assert not any(name.endswith(".pem") and name != "server.pem" for name in appliance.state.files)
+        if world.luna7:
+            assert_partition_ready(world, appliance)
+
+
+def assert_partition_ready(world: World, appliance: SimulatedAppliance) -> None:
+    """A 7.x partition members can use: initialized with the group's label, Partition SO password and
+    domain, its Crypto Officer on the partition secret's password, no longer to be changed, no role
+    attempt used. (Secrets compared, never shown.)"""
+    p, s = appliance.state.partitions["payments"], world.secrets
+    assert (p.initialized, p.label) == (True, "payments"), f"{appliance.host}: partition not initialized"
+    same = (p.so_password, p.domain, p.co.password) == (
+        s.partition_so_password,
+        s.domain,
+        s.partition_password,
+    )
+    assert same, (
+        f"{appliance.host}: not the secrets' Partition SO password, domain or Crypto Officer password"
+    )
+    assert not p.co.pin_to_be_changed, (
+        f"{appliance.host}: the Crypto Officer's password is still to be changed"
+    )
+    assert (p.so_attempts_left, p.co.attempts_left) == (ROLE_LOGIN_ATTEMPTS, ROLE_LOGIN_ATTEMPTS)
+
+
+def assert_initialized_once(appliance: SimulatedAppliance, mark: int) -> None:
+    """Since ``mark`` the partition and its Crypto Officer were each initialized once (a lunash
+    `Command Result` 0 or an HTTP 204), by the last such command or request sent: a killed run
+    that sent one, and the redelivery, never initialized them again (that would erase them)."""
+    entries = appliance.journal.since(mark)
+    for what, names in (
+        ("partition", ("partition init", REST_PARTITION_INIT)),
+        ("Crypto Officer", ("partition init co", REST_CO_INIT)),
+    ):
+        sent = [e for e in entries if e.command in names]
+        succeeded = [i for i, e in enumerate(sent) if e.result in (0, 204)]
+        assert len(succeeded) == 1, f"{appliance.host}: the {what} was initialized {len(succeeded)} times"
+        assert succeeded[0] == len(sent) - 1, (
+            f"{appliance.host}: '{sent[-1].line}' after the {what} was initialized"
+        )
 
 
 def assert_nothing_left(world: World, physical_id: str) -> None:
@@ -250,12 +328,15 @@ def reset(world: World) -> None:
 
 
 def mutating_steps(world: World, mark: int) -> list[tuple[str, int]]:
-    """The mutating commands and uploads the faulted appliance received since ``mark``, as
-    (command, its occurrence among commands of that name)."""
+    """The mutating commands, uploads and REST requests the faulted appliance received since
+    ``mark``, as (command or request, its occurrence among those of that name)."""
     seen: dict[str, int] = {}
     steps = []
     for entry in world.appliances[FAULTED].journal.since(mark):
-        name = entry.command if entry.kind == "command" else "scp upload" if "scp -t" in entry.line else ""
+        if entry.kind in ("command", "rest"):  # a lunash line, or a REST request (7.x) by its name
+            name = entry.command or ""
+        else:
+            name = "scp upload" if "scp -t" in entry.line else ""
         if not name:
             continue
         seen[name] = seen.get(name, 0) + 1
@@ -275,13 +356,20 @@ class KillPoint:
         return f"AWS call {self.call}" if self.kind == "call" else f"{self.command} #{self.occurrence}"
 
 
-def kill_points(world: World, event_after_setup: Callable[[], dict[str, Any]]) -> list[KillPoint]:
+def kill_points(
+    world: World, event_after_setup: Callable[[], dict[str, Any]], *, sample: frozenset[str] | None = None
+) -> list[KillPoint]:
     """Every AWS call and every mutating step on the faulted appliance of a fault-free run of the
-    event ``event_after_setup`` returns (once it has set up what the operation starts from)."""
+    event ``event_after_setup`` returns (once it has set up what the operation starts from).
+
+    Unless ``FULL``: every third AWS call and every mutating step, or, given a ``sample``, only the
+    steps it names."""
     event = event_after_setup()
     mark = world.appliances[FAULTED].journal.mark()
     calls = aws_calls(world, event)
     steps = mutating_steps(world, mark)
+    if sample is not None and not FULL:
+        return [KillPoint("step", command=c, occurrence=o) for c, o in steps if c in sample]
     offset = len(event["RequestType"]) % 3  # which third of the calls: not the same for each operation
     chosen = [n for n in range(1, calls + 1) if FULL or n % 3 == offset or n in (1, calls)]
     return [KillPoint("call", call=n) for n in chosen] + [
@@ -380,3 +468,29 @@ def test_a_delete_killed_at_any_step_is_finished_by_its_redelivery(world: World)
 
     points = kill_points(world, lambda: delete_event(world, setup_created(world)))
     run_matrix(world, "Delete", points, case)
+
+
+@pytest.mark.timeout(1500)
+def test_a_luna7_create_killed_at_any_step_initializes_once_and_is_finished_by_its_redelivery(
+    luna7_world: World,
+) -> None:
+    world = luna7_world
+
+    def case(point: KillPoint) -> None:
+        event = create_event(world)
+        physical_id = physical_id_for(event)
+        mark = world.appliances[FAULTED].journal.mark()
+        kill(world, event, point)
+        redeliver(world, event)
+        assert_converged(world, physical_id, 0)
+        assert_initialized_once(world.appliances[FAULTED], mark)
+        redeliver(world, delete_event(world, physical_id))
+        assert_nothing_left(world, physical_id)
+
+    dialect = world.appliances[0].state.dialect.name
+    mark = world.appliances[FAULTED].journal.mark()
+    points = kill_points(world, lambda: create_event(world), sample=LUNA7_SAMPLE[dialect])
+    # Guard: the fault-free run sent the steps Luna 7 adds, its mutating REST requests among them.
+    sent = {command for command, _ in mutating_steps(world, mark)}
+    assert sent & ANY_LUNA7_STEP == LUNA7_STEPS[dialect], sent
+    run_matrix(world, f"Luna {dialect} Create", points, case)
