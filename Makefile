@@ -88,7 +88,7 @@ unit: $(STAMP) ## the pure, fast tests only
 functional: $(STAMP) ## real SSH to the simulator, moto, the real handler
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests/functional
 
-kill-matrix: $(STAMP) ## the kill matrix in full: the function killed at every AWS call and appliance step (~10 min)
+kill-matrix: $(STAMP) ## the kill matrix in full: the function killed at every AWS call and appliance step, Luna SA and Luna 7 (~16 min)
 	LUNA_HA_KILL_MATRIX=full $(BIN)/python -m pytest $(PYTEST_FLAGS) -s tests/functional/test_kill_matrix.py
 
 templates: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) ## cfn-lint, sam validate --lint and sam build of templates/
