@@ -1,4 +1,4 @@
-"""``luna-ha simulate``: run simulated Luna SA appliances on loopback until Ctrl-C.
+"""``luna-ha simulate``: simulated Luna appliances (Luna SA 5.x/6.x, Luna Network HSM 7.x) on loopback.
 
 Appliance i listens on 127.0.0.<i>, so each is a distinct ``Host``. All of them share one HSM Admin
 password and cloning domain, as the members of an HA group must. Prints, per appliance, what a
@@ -27,7 +27,10 @@ from luna_ha.sim.server import SimulatedAppliance, start_appliances, stop_applia
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="luna-ha simulate", description="Run simulated Luna SA 5.x appliances on 127.0.0.1 until Ctrl-C."
+        prog="luna-ha simulate",
+        description=(
+            "Run simulated Luna appliances (Luna SA 5.x/6.x or Luna Network HSM 7.x) on 127.0.0.1 until Ctrl-C."
+        ),
     )
     parser.add_argument("-n", "--count", type=int, default=1, help="number of appliances (1-64, default 1)")
     parser.add_argument(
@@ -118,7 +121,7 @@ def simulate_main(argv: list[str] | None = None, *, out: TextIO | None = None) -
         print(f"luna-ha simulate: cannot listen: {problem}", file=sys.stderr)
         return 1
     try:
-        print("Simulated Luna SA appliances on loopback (Ctrl-C to stop):\n", file=out)
+        print("Simulated Luna appliances on loopback (Ctrl-C to stop):\n", file=out)
         for index, appliance in enumerate(appliances, 1):
             print(describe(appliance, index) + "\n", file=out)
         if args.aws:
