@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="luna-ha simulate",
         description=(
-            "Run simulated Luna appliances (Luna SA 5.x/6.x or Luna Network HSM 7.x) on 127.0.0.1 until Ctrl-C."
+            "Run simulated Luna appliances (Luna SA 5.x/6.x or Luna Network HSM 7.x) on 127.0.0.1 "
+            "until Ctrl-C."
         ),
     )
     parser.add_argument("-n", "--count", type=int, default=1, help="number of appliances (1-64, default 1)")
