@@ -8,8 +8,10 @@ next run without initializing anything twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
+import boto3
 import pytest
 from moto import mock_aws
 
@@ -21,7 +23,7 @@ from luna_ha.sim.server import SimulatedAppliance
 from luna_ha.spec import parse_properties
 from luna_ha_lab.cloudformation import LocalCloudFormation, LocalStack
 from luna_ha_lab.localaws import group_properties
-from tests.functional.lab import Lab, running_lab, served_lab
+from tests.functional.lab import REGION, Lab, running_lab, served_lab
 from tests.functional.test_handler import fresh_handler
 
 ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/demo/1|Group|payments"
@@ -188,3 +190,17 @@ def test_a_luna7_stack_creates_rotates_and_deletes_its_partition_under_the_delet
     deleted = local.delete("Group")
     assert deleted.succeeded, deleted.describe()
     assert all("payments" not in a.state.partitions and not a.state.clients for a in appliances)
+
+
+def test_an_admin_secret_without_a_partition_so_password_fails_before_any_change(lab: Lab) -> None:
+    client = boto3.client("secretsmanager", region_name=REGION)
+    admin = json.loads(client.get_secret_value(SecretId="luna/admin")["SecretString"])
+    del admin["partitionSoPassword"]
+    client.put_secret_value(SecretId="luna/admin", SecretString=json.dumps(admin))
+    spec = lab.spec()
+    marks = lab.mutating_marks()
+
+    with pytest.raises(GroupRunError, match="partitionSoPassword") as raised:
+        lab.engine(spec).apply(spec, ID)
+    assert "step 'partition init payments" in str(raised.value)
+    assert lab.mutating_since(marks) == []
