@@ -46,6 +46,9 @@ class Shell:
         assert "\n" not in raw.replace("\r\n", ""), "every line ends with CRLF"
         return raw.replace("\r\n", "\n")
 
+    def journaled(self) -> str:
+        return "\n".join(entry.line for entry in self.journal.entries())
+
 
 @pytest.fixture
 def fresh() -> ApplianceModel:

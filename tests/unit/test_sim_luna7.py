@@ -26,6 +26,7 @@ from luna_ha.sim.commands import COMMANDS, commands_for
 from luna_ha.sim.faults import Faults
 from luna_ha.sim.state import DIALECTS, ROLE_LOGIN_ATTEMPTS, make_server_certificate
 from luna_ha.sim.terminal import password_notice_7
+from tests.unit.test_sim_appliance import Shell
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 SUCCESS = "Command Result : 0 (Success)"
@@ -53,22 +54,6 @@ def make_state(*, initialized: bool = True, dialect: str = "7.8") -> ApplianceMo
         admin_password=ADMIN_PW if initialized else None,
         domain=DOMAIN if initialized else None,
     )
-
-
-class Shell:
-    """A ShellSession with a readable transcript: output with LF line ends."""
-
-    def __init__(self, state: ApplianceModel) -> None:
-        self.journal = Journal()
-        self.session = ShellSession(state, self.journal, "s1")
-
-    def __call__(self, line: str) -> str:
-        raw = self.session.feed(line)
-        assert "\n" not in raw.replace("\r\n", ""), "every line ends with CRLF"
-        return raw.replace("\r\n", "\n")
-
-    def journaled(self) -> str:
-        return "\n".join(entry.line for entry in self.journal.entries())
 
 
 @pytest.fixture
