@@ -197,10 +197,10 @@ class Engine:
         group_secrets, destinations = self._claim_and_check(spec, records)
         begun = records.now()
         existing = self.store.read(spec.parameter_path)
-        generations, new_credentials = self._prepare_credentials(spec, physical_id, previous, existing)
+        generations, new_credentials = self._prepare_credentials(spec, records, previous, existing)
         run = self._run_for(
             spec,
-            physical_id,
+            records,
             deadline,
             secrets=group_secrets,
             certificates={g.name: g.cert_pem for g in generations},
@@ -215,7 +215,7 @@ class Engine:
             raise GroupRunError(report)
         # Every generation is in Parameter Store now (found, written, or adopted from another run).
         existing = {**existing, **credential_parameters(spec.parameter_path, generations)}
-        self._undo_if_deleted(spec, physical_id, records, begun, deadline)
+        self._undo_if_deleted(spec, records, begun, deadline)
         document, puts, deleted = self._publish_group(
             spec, physical_id, report.appliances, generations, existing
         )
@@ -241,7 +241,7 @@ class Engine:
         deletes_partitions = spec.partition_deletion_policy == "Delete"
         self._prefetch_secrets(spec, group=deletes_partitions)
         group_secrets, destinations = self._group_secrets(spec) if deletes_partitions else (None, {})
-        run = self._run_for(spec, physical_id, deadline, secrets=group_secrets, destinations=destinations)
+        run = self._run_for(spec, records, deadline, secrets=group_secrets, destinations=destinations)
         targets = self._targets(
             spec,
             run.token,
@@ -306,16 +306,20 @@ class Engine:
         return group_secrets, destinations
 
     def _prepare_credentials(
-        self, spec: GroupSpec, physical_id: str, previous: GroupSpec | None, existing: Mapping[str, Parameter]
+        self,
+        spec: GroupSpec,
+        records: ResourceCoordination,
+        previous: GroupSpec | None,
+        existing: Mapping[str, Parameter],
     ) -> tuple[list[Generation], tuple[str, ...]]:
         """Every client generation this run registers, with new keys published before any appliance
         registers them. Moving the path keeps every client's certificate: taken from the old path."""
         known = dict(existing)
         if previous is not None and previous.parameter_path != spec.parameter_path:
             old = self.store.read(previous.parameter_path)
-            if self._records(physical_id).owns_parameters(previous.parameter_path, old):
+            if records.owns_parameters(previous.parameter_path, old):
                 known = {**_rebased(old, previous.parameter_path, spec.parameter_path), **existing}
-        token = ownership_token(physical_id)
+        token = ownership_token(records.physical_id)
         generations = self.credentials.generations(
             spec.clients, token, spec.parameter_path, known, create=True
         )
@@ -323,18 +327,13 @@ class Engine:
         return generations, tuple(p.name for p in written)
 
     def _undo_if_deleted(
-        self,
-        spec: GroupSpec,
-        physical_id: str,
-        records: ResourceCoordination,
-        begun: float,
-        deadline: Deadline,
+        self, spec: GroupSpec, records: ResourceCoordination, begun: float, deadline: Deadline
     ) -> None:
         """A Delete of this resource that began while it ran wins: undo, and say so."""
         if records.deleted_since(begun):
-            self.destroy(spec, physical_id, deadline=deadline)
+            self.destroy(spec, records.physical_id, deadline=deadline)
             raise ResourceDeleted(
-                f"a Delete of {physical_id} arrived while this operation ran; its changes were undone"
+                f"a Delete of {records.physical_id} arrived while this operation ran; its changes were undone"
             )
 
     def _publish_group(
@@ -374,7 +373,8 @@ class Engine:
         deadline = deadline or Deadline.never()
         started = time.monotonic()
         token = ownership_token(physical_id)
-        self._records(physical_id).check_path(spec.parameter_path)
+        records = self._records(physical_id)
+        records.check_path(spec.parameter_path)
         self._prefetch_secrets(spec, group=False)
         existing = self.store.read(spec.parameter_path)
         generations = self.credentials.generations(
@@ -393,7 +393,7 @@ class Engine:
             secrets=None,
             certificates={},
             guard=None,
-            records=self._records(physical_id),
+            records=records,
         )
         reports = self._run_all(targets, run)
         report = RunReport(operation, reports)
@@ -432,7 +432,7 @@ class Engine:
     def _run_for(
         self,
         spec: GroupSpec,
-        physical_id: str,
+        records: ResourceCoordination,
         deadline: Deadline,
         *,
         secrets: appl.GroupSecrets | None,
@@ -441,14 +441,14 @@ class Engine:
     ) -> Run:
         """What the appliance threads of an apply or a destroy share."""
         return Run(
-            physical_id,
-            ownership_token(physical_id),
+            records.physical_id,
+            ownership_token(records.physical_id),
             deadline,
             apply=True,
             secrets=secrets,
             certificates=certificates or {},
-            guard=self._records(physical_id).admin_guard(spec.parameter_path, deadline),
-            records=self._records(physical_id),
+            guard=records.admin_guard(spec.parameter_path, deadline),
+            records=records,
             destinations=destinations,
         )
 
