@@ -44,6 +44,15 @@ class GroupSecrets:
     partition_password: str = field(repr=False)
     partition_so_password: str = field(default="", repr=False)
 
+    def partition_so(self) -> str:
+        """The Partition SO password; a ``SecretError`` naming the missing key when there is none."""
+        if not self.partition_so_password:
+            raise SecretError(
+                f"the admin secret has no {PARTITION_SO_KEY}: a Luna 7 partition needs its Partition SO "
+                "password"
+            )
+        return self.partition_so_password
+
     def first_co_password(self, partition: str) -> str:
         """The Crypto Officer's password between its initialization and its change (policy 21)."""
         return first_co_password(self.partition_password, partition)
@@ -84,14 +93,6 @@ def _partition_create(step: Step, inputs: StepInputs) -> lc.Command:
     return lc.build_partition_create(step.target, inputs.secrets.partition_password, inputs.secrets.domain)
 
 
-def _partition_so(inputs: StepInputs) -> str:
-    if not inputs.secrets.partition_so_password:
-        raise SecretError(
-            f"the admin secret has no {PARTITION_SO_KEY}: a Luna 7 partition needs its Partition SO password"
-        )
-    return inputs.secrets.partition_so_password
-
-
 STEPS: dict[Action, StepKind] = {
     Action.HSM_INIT: StepKind(
         120.0, lambda s, k: lc.build_hsm_init(s.target, k.secrets.admin_password, k.secrets.domain)
@@ -105,13 +106,13 @@ STEPS: dict[Action, StepKind] = {
     # labelled with its name, as 5.x/6.x label theirs.
     Action.PARTITION_INIT: StepKind(
         60.0,
-        lambda s, k: lc.build_partition_init(s.target, s.target, _partition_so(k), k.secrets.domain),
+        lambda s, k: lc.build_partition_init(s.target, s.target, k.secrets.partition_so(), k.secrets.domain),
         frozenset({Outcome.ALREADY_INITIALIZED}),
     ),
     Action.CO_INIT: StepKind(
         30.0,
         lambda s, k: lc.build_partition_init_co(
-            s.target, _partition_so(k), k.secrets.first_co_password(s.target)
+            s.target, k.secrets.partition_so(), k.secrets.first_co_password(s.target)
         ),
     ),
     Action.CO_CHANGE: StepKind(30.0),  # REST only

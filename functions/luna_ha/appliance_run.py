@@ -24,7 +24,7 @@ from luna_ha.luna7 import PartitionOverRest
 from luna_ha.planner import Action, ApplianceGoal, ApplianceState, Step, plan_appliance
 from luna_ha.rest import LunaRest
 from luna_ha.run_coordination import ResourceCoordination
-from luna_ha.secrets import PARTITION_SO_KEY, SecretReader, check_destination
+from luna_ha.secrets import SecretReader, check_destination
 from luna_ha.shell import ApplianceShell, CommandRecord
 from luna_ha.software import Software
 from luna_ha.spec import ApplianceSpec
@@ -359,13 +359,15 @@ class ApplianceRunner:
         if run.secrets is None:
             raise ApplianceError(a.host, step, "the plan needs the admin secret, which was not read")
         needs_so = [s for s in planned if s.action in (Action.PARTITION_INIT, Action.CO_INIT)]
-        if needs_so and not run.secrets.partition_so_password:
-            raise ApplianceError(
-                a.host,
-                str(needs_so[0]),
-                f"the admin secret has no {PARTITION_SO_KEY}: a Luna 7 partition needs its Partition SO "
-                "password; add it to the secret, then re-run (nothing was changed)",
-            )
+        if needs_so:
+            try:
+                run.secrets.partition_so()
+            except SecretError as exc:
+                raise ApplianceError(
+                    a.host,
+                    str(needs_so[0]),
+                    f"{exc}; add it to the secret, then re-run (nothing was changed)",
+                ) from None
         for arn, allowed in run.destinations.items():
             check_destination(arn, allowed, a.host, a.fingerprint, step)
 

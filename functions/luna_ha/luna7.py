@@ -67,15 +67,13 @@ class PartitionOverRest:
                 "re-run",
             )
         self.rest.hsm_login(self.hsm, secrets.admin_password, step=f"{where}: HSM Admin login")
-        self.rest.init_partition(
-            self.hsm, pid, name, _partition_so(self.host, where, secrets), secrets.domain, step=where
-        )
+        self.rest.init_partition(self.hsm, pid, name, secrets.partition_so(), secrets.domain, step=where)
 
     def _init_co(self, step: Step, name: str, pid: str, secrets: GroupSecrets) -> None:
         where = str(step)
         if self.rest.co_role(self.hsm, pid, step=f"{where}: check").initialized:
             return
-        so_password = _partition_so(self.host, where, secrets)
+        so_password = secrets.partition_so()
         self.rest.partition_so_login(self.hsm, pid, so_password, step=f"{where}: Partition SO login")
         self.rest.init_co(self.hsm, pid, secrets.first_co_password(name), step=where)
 
@@ -87,13 +85,3 @@ class PartitionOverRest:
         self.rest.change_co_password(
             self.hsm, pid, secrets.first_co_password(name), secrets.partition_password, step=where
         )
-
-
-def _partition_so(host: str, step: str, secrets: GroupSecrets) -> str:
-    if not secrets.partition_so_password:
-        raise ApplianceError(
-            host,
-            step,
-            "the admin secret has no partitionSoPassword: a Luna 7 partition needs its Partition SO password",
-        )
-    return secrets.partition_so_password
