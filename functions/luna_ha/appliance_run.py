@@ -1,9 +1,8 @@
-"""One appliance's part of a run, in two halves the engine fans out: open and observe, then converge.
+"""One appliance's part of a run, in two halves on one connection: open and observe, then converge.
 
-Every appliance of a run is observed before any is changed: the engine checks what the
-observations say of the whole group (one family of appliance software) between the halves, so a
-group that cannot work fails before anything was sent that changes an appliance. The connection
-opened by the first half is the one the second half uses.
+Between the halves each member passes the ``FamilyGate``: it waits (bounded) for the other
+members' observations, so a group that mixes appliance families fails before anything was sent
+that changes an appliance.
 """
 
 from __future__ import annotations
@@ -125,6 +124,7 @@ class Session:
     shell: ApplianceShell | None = None
     observed: ApplianceState | None = None
     rest: PartitionOverRest | None = None  # Luna 7 members: the REST session, open for the run
+    closed: bool = False
 
     @property
     def ready(self) -> bool:
@@ -134,8 +134,6 @@ class Session:
         self.report.error = (
             error if isinstance(error, ApplianceError) else ApplianceError(self.report.host, step, str(error))
         )
-
-    closed: bool = False
 
     def close(self) -> None:
         """Close the connection (once); the report's time ends here."""
