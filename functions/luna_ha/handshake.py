@@ -9,7 +9,6 @@ password and no key signature. What runs on the transport (the lunash shell, SCP
 from __future__ import annotations
 
 import base64
-import hashlib
 import socket
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import paramiko
 
 from luna_ha.clock import Deadline
 from luna_ha.errors import AuthenticationFailed, ConnectFailed, ConnectionLost, HostKeyMismatch
+from luna_ha.spec import sha256_fingerprint
 
 # What a session offers. An allow-list, not a deny-list: an algorithm a newer paramiko adds is not
 # offered until it is listed here. SHA-1 and MD5 (in kex, host-key signatures and MACs), CBC and
@@ -106,8 +106,7 @@ class HostKeyPin:
 
 def fingerprint_of(key: paramiko.PKey) -> str:
     """The OpenSSH form of a key's SHA256 fingerprint (``SHA256:`` + unpadded base64)."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    return sha256_fingerprint(key.asbytes())
 
 
 @dataclass(frozen=True)

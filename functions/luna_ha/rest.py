@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import http.client
 import json
 import logging
-import re
 import select
 import socket
 import ssl
@@ -52,6 +50,7 @@ from luna_ha.errors import (
     OutputTooLarge,
     RestRequestFailed,
 )
+from luna_ha.spec import FINGERPRINT_RE, sha256_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +65,12 @@ COOKIE = "SESSIONID"
 HSMS = "/api/lunasa/hsms"
 #: How much of the appliance's error text a message shows.
 MAX_ERROR_TEXT = 200
-_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}", re.ASCII)
 _CHUNK = 65536
 
 
 def certificate_fingerprint(der: bytes) -> str:
     """``SHA256:`` + unpadded base64 of the SHA-256 of a certificate's DER encoding."""
-    return "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
+    return sha256_fingerprint(der)
 
 
 @dataclass(frozen=True)
@@ -156,7 +154,7 @@ class LunaRest:
         deadline: Deadline | None = None,
         timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        if _FINGERPRINT.fullmatch(fingerprint) is None:
+        if FINGERPRINT_RE.fullmatch(fingerprint) is None:
             raise ValueError("a REST certificate pin is 'SHA256:' and 43 base64 characters without padding")
         self.label = label
         self.host = host

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from luna_ha.errors import ApplianceError, SecretError
+from luna_ha.spec import FINGERPRINT_RE
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 APPLIANCES_KEY = "appliances"
 PARTITION_SO_KEY = "partitionSoPassword"
-_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -250,7 +249,7 @@ def _appliances(data: dict[str, Any], arn: str) -> frozenset[str]:
     if not isinstance(value, list):
         raise SecretError(f"Secret {arn}: key '{APPLIANCES_KEY}' must be a list, not {_json_type(value)}")
     for index, item in enumerate(value):
-        if not isinstance(item, str) or _FINGERPRINT.fullmatch(item) is None:
+        if not isinstance(item, str) or FINGERPRINT_RE.fullmatch(item) is None:
             raise SecretError(
                 f"Secret {arn}: key '{APPLIANCES_KEY}[{index}]' must be a host key fingerprint "
                 "'SHA256:' + 43 base64 characters (ssh-keygen -lf)"

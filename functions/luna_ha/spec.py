@@ -66,7 +66,8 @@ _CLIENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}", re.ASCII)
 _DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
 _NUMERIC = re.compile(r"[0-9]+", re.ASCII)
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,9}", re.ASCII)
-_FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}", re.ASCII)
+#: The textual form of every pin: SSH host keys, REST certificates (``ssh-keygen -lf``'s form).
+FINGERPRINT_RE: Final = re.compile(r"SHA256:[A-Za-z0-9+/]{43}", re.ASCII)
 _PARAMETER_PATH = re.compile(r"(?:/[A-Za-z0-9_.-]+)+", re.ASCII)
 
 _ARN_HEAD = r"arn:aws(?:-[a-z]+)*:{service}:[a-z]{{2}}(?:-[a-z]+)+-[0-9]{{1,2}}:[0-9]{{12}}:"
@@ -196,10 +197,14 @@ class GroupSpec:
         return props
 
 
+def sha256_fingerprint(data: bytes) -> str:
+    """``SHA256:`` + the unpadded base64 of the SHA-256 of ``data`` (a key blob, a certificate's DER)."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
+
+
 def host_key_fingerprint(key_line: str) -> str:
     """``ssh-keygen -lf``'s SHA256 fingerprint of an OpenSSH public key line."""
-    blob = base64.b64decode(key_line.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return sha256_fingerprint(base64.b64decode(key_line.split()[1]))
 
 
 def default_parameter_path(partition_name: str) -> str:
@@ -621,7 +626,7 @@ def _ssh_string(blob: bytes) -> bytes | None:
 def _fingerprint(path: str, value: object, source: str = "ssh-keygen -lf") -> str:
     text = _string(path, value)
     expected = f"'SHA256:' and 43 base64 characters without padding ({source})"
-    if _FINGERPRINT.fullmatch(text) is None:
+    if FINGERPRINT_RE.fullmatch(text) is None:
         raise SpecError(path, f"expected {expected}; got {_show(text)}{_ascii_hint(text)}")
     digest = base64.b64decode(text[7:] + "=")
     if base64.b64encode(digest).decode().rstrip("=") != text[7:]:

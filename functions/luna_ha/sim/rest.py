@@ -126,7 +126,10 @@ _ROUTES = (
 
 
 def certificate_fingerprint(der: bytes) -> str:
-    """``SHA256:`` + unpadded base64 of the SHA-256 of a certificate's DER (the SSH host key form)."""
+    """``SHA256:`` + unpadded base64 of the SHA-256 of a certificate's DER (the SSH host key form).
+
+    Written here again on purpose, as ``sim.keys`` does for host keys: the simulator's pin is what
+    the product's own computation is tested against."""
     return "SHA256:" + base64.b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
 
 
