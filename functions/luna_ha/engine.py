@@ -463,16 +463,14 @@ class Engine:
         appliances each may be sent to."""
         admin = self.secrets.admin_secret(spec.admin_secret_arn)
         partition = self.secrets.partition_secret(spec.partition_secret_arn)
-        for arn, key, value in (
+        sent = [
             (spec.admin_secret_arn, "password", admin.password),
             (spec.admin_secret_arn, "domain", admin.domain),
             (spec.partition_secret_arn, "password", partition.password),
-            *(
-                [(spec.admin_secret_arn, PARTITION_SO_KEY, admin.partition_so_password)]
-                if admin.partition_so_password is not None
-                else []
-            ),
-        ):
+        ]
+        if admin.partition_so_password is not None:  # Luna 7 only
+            sent.append((spec.admin_secret_arn, PARTITION_SO_KEY, admin.partition_so_password))
+        for arn, key, value in sent:
             try:
                 check_secret(key, value)
             except CommandBuildError as exc:
