@@ -16,7 +16,7 @@ from datetime import timedelta
 from luna_ha import admin_guard
 from luna_ha.admin_guard import AdminGuard
 from luna_ha.clock import Deadline
-from luna_ha.coordination import Coordinator, PartitionRecord, PathTaken
+from luna_ha.coordination import Coordinator, PartitionRecord, PartitionState, PathTaken
 from luna_ha.errors import ApplianceError
 from luna_ha.layout import Parameter, owned_by
 from luna_ha.ownership import resource_identity
@@ -131,17 +131,17 @@ class ResourceCoordination:
     def record_step(self, host: str, step: Step, hsm_serial: str, serials: Mapping[str, str]) -> None:
         """Carry out a planned record (``planner.RECORDS``)."""
         if step.action in (Action.ADOPT_PARTITION, Action.RETAIN_PARTITION):
-            state = "adopted" if step.action is Action.ADOPT_PARTITION else "retained"
+            state: PartitionState = "adopted" if step.action is Action.ADOPT_PARTITION else "retained"
             self.record_partition(host, hsm_serial, step.target, state=state, serial=serials.get(step.target))
         elif step.action is Action.FORGET_PARTITION and hsm_serial:
             self.coordinator.forget_partition(hsm_serial, step.target, owner=self.physical_id)
 
     def record_partition(
-        self, host: str, hsm_serial: str, partition: str, *, state: str, serial: str | None
+        self, host: str, hsm_serial: str, partition: str, *, state: PartitionState, serial: str | None
     ) -> None:
         if not hsm_serial:
             raise ApplianceError(host, f"record partition {partition}", "the HSM serial is unknown")
-        record = PartitionRecord(hsm_serial, partition, self.physical_id, state, serial)  # type: ignore[arg-type]
+        record = PartitionRecord(hsm_serial, partition, self.physical_id, state, serial)
         if not self.coordinator.record_partition(record):
             raise ApplianceError(
                 host,
