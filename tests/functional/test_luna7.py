@@ -20,6 +20,7 @@ from luna_ha.ownership import ownership_token
 from luna_ha.sim.faults import REST_CO_PASSWORD
 from luna_ha.sim.lab import LabSecrets
 from luna_ha.sim.server import SimulatedAppliance
+from luna_ha.sim.state import Partition
 from luna_ha.spec import parse_properties
 from luna_ha_lab.cloudformation import LocalCloudFormation, LocalStack
 from luna_ha_lab.localaws import group_properties
@@ -36,7 +37,7 @@ def lab(aws_env: None, request: pytest.FixtureRequest) -> Iterator[Lab]:
         yield started
 
 
-def partition(lab: Lab, index: int) -> object:
+def partition(lab: Lab, index: int) -> Partition:
     return lab.appliances[index].state.partitions["payments"]
 
 
@@ -93,7 +94,7 @@ def test_a_run_killed_after_partition_create_converges_without_creating_or_initi
         a.faults.drop(command="partition create", after_execute=True)
     with pytest.raises(GroupRunError):
         lab.engine(spec).apply(spec, ID)
-    assert all(not partition(lab, i).initialized for i in (0, 1))  # type: ignore[attr-defined]
+    assert all(not partition(lab, i).initialized for i in (0, 1))
 
     assert lab.engine(spec).apply(spec, ID).ok
     assert_ready(lab)
@@ -112,7 +113,7 @@ def test_a_run_killed_before_the_crypto_officer_password_change_finishes_it(lab:
         a.faults.drop(command=REST_CO_PASSWORD)
     with pytest.raises(GroupRunError, match="change crypto officer password"):
         lab.engine(spec).apply(spec, ID)
-    assert all(partition(lab, i).co.pin_to_be_changed for i in (0, 1))  # type: ignore[attr-defined]
+    assert all(partition(lab, i).co.pin_to_be_changed for i in (0, 1))
 
     second = lab.engine(spec).apply(spec, ID)
 
